@@ -1,0 +1,56 @@
+# marserve: `make run` serves the example model locally; `make test` sets up and runs every check.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+TORCH_VERSION := 2.13.0
+INSTALLED := $(VENV)/.installed
+TYPING_VIEW := $(VENV)/typing-view
+PYTEST_ARGS ?=
+# The repo root holds operator/, which shadows the standard library when the current directory
+# is on sys.path: never let Python put it there.
+export PYTHONSAFEPATH := 1
+
+.PHONY: help setup lint format test run soak bench e2e clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch goes in first at an exact version: a bare requirement would pull a multi-GB CUDA build.
+$(INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e '.[test]'
+	mkdir -p $(TYPING_VIEW)/marserve
+	ln -sfn ../../../worker $(TYPING_VIEW)/marserve/worker
+	ln -sfn ../../../operator $(TYPING_VIEW)/marserve/operator
+	touch $@
+
+setup: $(INSTALLED) ## create .venv and install marserve with its test tools
+
+lint: setup ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	MYPYPATH=$(TYPING_VIEW) $(BIN)/mypy -p marserve.worker -p marserve.operator
+
+format: setup ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint ## set everything up, lint, and run the test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+soak: setup ## long reliability runs, kept out of `make test`
+	$(BIN)/pytest -m soak $(PYTEST_ARGS)
+
+e2e: setup ## the end-to-end scenario against the current kubectl context
+	$(BIN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""marserve's Kubernetes operator for InferenceModel resources."""

@@ -1,0 +1,1 @@
+"""marserve's serving runtime: TorchServe-compatible handlers, the model loader and the server."""
