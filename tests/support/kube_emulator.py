@@ -1,0 +1,286 @@
+"""A Kubernetes API emulator for operator tests: kmock 0.8 plus the fixes that kopf, kubectl and
+our own client need (object metadata, list kinds, 201 on create, CRD registration, label
+selectors, the scale subresource), served from its own thread so tests stay synchronous."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import itertools
+import json
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import aiohttp.web
+import kmock
+from kmock._internal import dicts, enums, parsing, rendering
+
+_original_parse_path = parsing.parse_path
+
+
+def _parse_path(path: str) -> parsing.ParsedPath:
+    """kmock reads `/api/v1/namespaces[/NAME]` as a namespace prefix with no resource; it is the
+    cluster-scoped `namespaces` resource."""
+    parts = path.strip("/").split("/")
+    tail = parts[4:]
+    if parts[:3] == ["api", "v1", "namespaces"] and tail in ([], ["status"], ["finalize"]):
+        name = parts[3] if len(parts) > 3 else None
+        return parsing.ParsedPath("", "v1", "namespaces", None, name, tail[0] if tail else None)
+    return _original_parse_path(path)
+
+
+parsing.parse_path = _parse_path
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
+    """Equality-based label selectors: `k=v`, `k==v`, `k!=v`, `k`, `!k`."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+    """kmock's emulator with the API server behaviour our tests depend on."""
+
+    _versions = itertools.count(1000)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.resources.load_bundled()
+
+    def stored(self, request: rendering.Request) -> dict[str, Any] | None:
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        return copy.deepcopy(self.objects[key].raw)
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is not None and request.subresource == "scale":
+            return await self._handle_scale(request)
+        if request.resource is not None and request.action == enums.action.CREATE:
+            self._stamp_create(request)
+        elif request.resource is not None and request.action == enums.action.UPDATE:
+            self._stamp_update(request)
+        response = await super()._handle(request)
+        if request.action == enums.action.CREATE and response.status == 201:
+            self._register_crd(request)
+        return response
+
+    def _stamp_create(self, request: rendering.Request) -> None:
+        meta = request.data.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        if request.namespace and not meta.get("namespace"):
+            meta["namespace"] = request.namespace
+        meta["uid"] = str(uuid.uuid4())
+        meta["resourceVersion"] = str(next(self._versions))
+        meta["creationTimestamp"] = _now()
+        meta["generation"] = 1
+
+    def _stamp_update(self, request: rendering.Request) -> None:
+        current = self.stored(request)
+        if current is None:
+            return
+        data = request.data
+        if request.subresource == "status":  # the status subresource changes status only
+            status = data.get("status") if isinstance(data, dict) else None
+            data = {"status": status}
+            request.data.clear()
+            request.data.update(data)
+        changed = dicts.patch_dict(copy.deepcopy(current), copy.deepcopy(data))
+        stamp = {"resourceVersion": str(next(self._versions))}
+        if changed.get("spec") != current.get("spec"):
+            stamp["generation"] = int(current["metadata"].get("generation", 1)) + 1
+        if isinstance(data, list):
+            data.extend(
+                {"op": "add", "path": f"/metadata/{k}", "value": v} for k, v in stamp.items()
+            )
+        else:
+            meta = data.get("metadata") or {}
+            data["metadata"] = {**meta, **stamp}
+
+    def _register_crd(self, request: rendering.Request) -> None:
+        """Applying a CRD serves its resource, as the API server does."""
+        if request.resource is None or request.resource.plural != "customresourcedefinitions":
+            return
+        spec = request.data.get("spec", {})
+        names = spec.get("names", {})
+        for version in spec.get("versions", []):
+            key = f"{spec['group']}/{version['name']}/{names['plural']}"
+            subresources = set(version.get("subresources", {}))
+            self.resources[key] = kmock.ResourceInfo(
+                kind=names["kind"],
+                singular=names.get("singular", names["kind"].lower()),
+                shortnames=set(names.get("shortNames", [])),
+                namespaced=spec.get("scope") == "Namespaced",
+                verbs={"get", "list", "watch", "create", "patch", "delete"},
+                subresources=subresources,
+            )
+
+    async def _handle_scale(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """The scale subresource reads and writes the replicas path the CRD declares."""
+        current = self.stored(request)
+        if request.action == enums.action.UPDATE and current is not None:
+            replicas = (request.data or {}).get("spec", {}).get("replicas")
+            generation = int(current["metadata"].get("generation", 1))
+            if replicas != current.get("spec", {}).get("replicas"):
+                generation += 1
+            stamp = {
+                "spec": {"replicas": replicas},
+                "metadata": {
+                    "resourceVersion": str(next(self._versions)),
+                    "generation": generation,
+                },
+            }
+            async with self._lock:
+                stored = self.objects[request.resource, request.namespace, request.name]
+                stored.patch(stamp)
+                event = {"type": "MODIFIED", "object": stored.raw}
+                await self._buses[request.resource].put(event)
+        current = self.stored(request)
+        if current is None:
+            raise kmock.KubernetesObjectNotFoundError()
+        status = current.get("status", {})
+        scale = {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {k: current["metadata"][k] for k in ("name", "namespace", "uid")},
+            "spec": {"replicas": current.get("spec", {}).get("replicas", 0)},
+            "status": {"replicas": status.get("replicas", 0), "selector": status.get("selector")},
+        }
+        return aiohttp.web.json_response(scale)
+
+    async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
+        return rendering.Response(status=201, payload=await super()._serve_create(request))
+
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        result: dict[str, Any] = await super()._serve_list(request)
+        selector = request.params.get("labelSelector")
+        if selector:
+            result["items"] = [
+                item
+                for item in result["items"]
+                if _selector_matches(selector, item.get("metadata", {}).get("labels") or {})
+            ]
+        assert request.resource is not None
+        info = self.resources[request.resource]
+        group, version = request.resource.group, request.resource.version
+        result["apiVersion"] = f"{group}/{version}" if group else version
+        result["kind"] = f"{info.kind}List"
+        result["metadata"] = {"resourceVersion": str(next(self._versions))}
+        return result
+
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        result: dict[str, Any] = await super()._serve_version(request)
+        if result["groupVersion"].startswith("/"):
+            result["groupVersion"] = result["groupVersion"][1:]
+        for entry in result["resources"]:
+            if "/" in entry["name"]:
+                entry.update(shortNames=[], categories=[])
+            if entry["name"].endswith("/scale"):
+                entry.update(group="autoscaling", version="v1", kind="Scale")
+                entry["verbs"] = ["get", "patch"]
+            elif entry["name"].endswith("/status"):
+                entry["verbs"] = ["get", "patch"]
+        return result
+
+
+class ApiError(Exception):
+    """An HTTP error answered by the emulator, kept with its status for assertions."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"{status}: {body}")
+        self.status = status
+
+
+class RunningEmulator:
+    """The emulator served on 127.0.0.1 from a thread with its own event loop, plus a small
+    synchronous client so tests can act as the cluster's controllers would."""
+
+    def __init__(self) -> None:
+        self.emulator = KubeEmulator()
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
+
+    def _run(self) -> None:
+        self._loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with self.emulator, kmock.Server(self.emulator) as server:
+            self.url = str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    def start(self) -> RunningEmulator:
+        self._thread.start()
+        if not self._ready.wait(timeout=30):
+            raise RuntimeError("the Kubernetes emulator did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+
+    def call(self, coro: Any) -> Any:
+        """Run a coroutine on the emulator's loop (e.g. to add a reaction) and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/merge-patch+json",
+    ) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        if method != "PATCH":
+            content_type = "application/json"
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise ApiError(exc.code, exc.read().decode(errors="replace")) from None
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self.request("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    def items(self, path: str) -> list[dict[str, Any]]:
+        return list((self.get(path) or {}).get("items", []))
+
+    def requests(self) -> Iterator[rendering.Request]:
+        return iter(list(self.emulator))
