@@ -1,0 +1,90 @@
+"""The operator's configuration: one typed object read once from the environment and passed down."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+DEFAULT_WORKER_IMAGE: Final = "ghcr.io/marserve/worker:0.1.0"
+
+_T = TypeVar("_T")
+
+
+class SettingsError(ValueError):
+    """An operator environment variable with a value the operator cannot use."""
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """How the operator renders and watches InferenceModels, independent of any one model."""
+
+    worker_image: str = DEFAULT_WORKER_IMAGE
+    # Empty means every namespace (cluster-wide).
+    watch_namespaces: tuple[str, ...] = ()
+    cluster_domain: str = "cluster.local"
+    # Grace given to a terminating worker on top of its requests' response timeout.
+    termination_grace_seconds: int = 30
+    # Time the pod keeps serving after it is marked for deletion, so endpoints drop it first.
+    pre_stop_seconds: int = 5
+    # How long a new pod may take to download, extract and load its model before it is restarted.
+    startup_budget_seconds: int = 1800
+    # Prometheus that KEDA's prometheus trigger queries.
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    # emptyDir size limit for the extracted model; empty means unlimited.
+    model_volume_size_limit: str = ""
+    # The Intel device plugin names its resource by kernel driver (i915 or xe).
+    intel_gpu_resource: str = "gpu.intel.com/i915"
+
+    @property
+    def cluster_wide(self) -> bool:
+        return not self.watch_namespaces
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> OperatorSettings:
+        """Reads MARSERVE_* variables; unset or empty ones keep their defaults."""
+        defaults = cls()
+
+        def read(name: str, default: _T, convert: Callable[[str], _T]) -> _T:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return convert(raw)
+            except ValueError as error:
+                raise SettingsError(f"{name}={raw!r}: {error}") from None
+
+        return cls(
+            worker_image=read("MARSERVE_WORKER_IMAGE", defaults.worker_image, str),
+            watch_namespaces=read("MARSERVE_WATCH_NAMESPACES", (), _namespaces),
+            cluster_domain=read("MARSERVE_CLUSTER_DOMAIN", defaults.cluster_domain, str),
+            termination_grace_seconds=read(
+                "MARSERVE_TERMINATION_GRACE_SECONDS", defaults.termination_grace_seconds, _seconds
+            ),
+            pre_stop_seconds=read("MARSERVE_PRE_STOP_SECONDS", defaults.pre_stop_seconds, _seconds),
+            startup_budget_seconds=read(
+                "MARSERVE_STARTUP_BUDGET_SECONDS", defaults.startup_budget_seconds, _seconds
+            ),
+            prometheus_url=read("MARSERVE_PROMETHEUS_URL", defaults.prometheus_url, _url),
+            model_volume_size_limit=read("MARSERVE_MODEL_VOLUME_SIZE_LIMIT", "", str),
+            intel_gpu_resource=read(
+                "MARSERVE_INTEL_GPU_RESOURCE", defaults.intel_gpu_resource, str
+            ),
+        )
+
+
+def _namespaces(raw: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+
+
+def _seconds(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be a whole number of seconds, 0 or more")
+    return value
+
+
+def _url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return raw.rstrip("/")

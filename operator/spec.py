@@ -1,0 +1,322 @@
+"""The InferenceModel spec as typed, validated data.
+
+`parse_spec` applies the same defaults as the CRD and re-checks its bounds, enums and CEL rules:
+the API server enforces CEL, but older clusters skip it and tests cannot evaluate it, so this is
+the one place those rules live in Python. Errors are `SpecError`s whose message names the field.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, cast
+
+SCHEMES: Final = ("http", "https", "s3", "pvc")
+METRICS: Final = ("inflight", "queueDepth", "requestsPerSecond")
+ENGINES: Final = ("hpa", "keda")
+ACCELERATORS: Final = ("none", "nvidia", "intel-xpu", "amd")
+PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
+# Variables the operator sets on the worker from spec fields; users change them through the spec.
+MANAGED_ENV: Final = (
+    "MARSERVE_MODELS",
+    "MARSERVE_HOST",
+    "MARSERVE_BATCH_SIZE",
+    "MARSERVE_MAX_BATCH_DELAY_MS",
+    "MARSERVE_WORKERS",
+    "MARSERVE_RESPONSE_TIMEOUT_SECONDS",
+    "MARSERVE_HANDLER",
+    "MARSERVE_TOKEN_FILE",
+)
+
+Metric = Literal["inflight", "queueDepth", "requestsPerSecond"]
+Engine = Literal["hpa", "keda"]
+AcceleratorType = Literal["none", "nvidia", "intel-xpu", "amd"]
+
+_SHA256 = re.compile(r"[a-f0-9]{64}")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_PVC_URI = re.compile(r"pvc://([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)/([^/].*)")
+_S3_URI = re.compile(r"s3://[^/]+/.+")
+
+
+class SpecError(ValueError):
+    """An InferenceModel spec the operator cannot serve; the message is meant for its author."""
+
+
+@dataclass(frozen=True)
+class Archive:
+    uri: str
+    sha256: str | None = None
+    secret_name: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        return self.uri.split("://", 1)[0]
+
+    @property
+    def pvc_claim(self) -> str | None:
+        """The claim of a pvc:// URI, None for downloaded archives."""
+        match = _PVC_URI.fullmatch(self.uri)
+        return match.group(1) if match else None
+
+    @property
+    def pvc_path(self) -> str | None:
+        """The archive's path inside the claim of a pvc:// URI."""
+        match = _PVC_URI.fullmatch(self.uri)
+        return match.group(2) if match else None
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int = 1
+    max_batch_delay_ms: int = 100
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    max_replicas: int
+    target: float
+    min_replicas: int = 1
+    metric: Metric = "inflight"
+    engine: Engine = "hpa"
+    scale_down_stabilization_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    type: AcceleratorType = "none"
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class TokenSecretRef:
+    name: str
+    key: str = "token"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One InferenceModel, defaults applied. Kubernetes pass-through fields stay plain data."""
+
+    name: str
+    namespace: str
+    archive: Archive
+    model_name: str
+    generation: int | None = None
+    handler: str | None = None
+    batching: Batching = Batching()
+    workers_per_replica: int = 1
+    response_timeout_seconds: int = 120
+    replicas: int = 1
+    autoscaling: Autoscaling | None = None
+    accelerator: Accelerator = Accelerator()
+    resources: Mapping[str, Mapping[str, Any]] | None = None
+    image: str | None = None
+    image_pull_policy: str = "IfNotPresent"
+    node_selector: Mapping[str, str] | None = None
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] | None = None
+    env: tuple[Mapping[str, Any], ...] = ()
+    service_account_name: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    auth: TokenSecretRef | None = None
+
+
+class _Fields:
+    """Typed, bounded reads from one object of the spec; `path` names it in error messages."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise SpecError(f"{path} must be an object")
+        self.data: Mapping[str, Any] = data
+        self.path = path
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def obj(self, key: str) -> _Fields:
+        return _Fields(self.data.get(key) or {}, self.where(key))
+
+    def integer(self, key: str, default: int | None, *, low: int, high: int) -> int:
+        value = self.data.get(key, default)
+        if value is None:
+            raise SpecError(f"{self.where(key)} is required")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{self.where(key)} must be an integer, not {value!r}")
+        if not low <= value <= high:
+            raise SpecError(f"{self.where(key)} must be between {low} and {high}, not {value}")
+        return value
+
+    def number(self, key: str, *, low: float, high: float) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SpecError(f"{self.where(key)} must be a number, not {value!r}")
+        if not low <= value <= high:
+            raise SpecError(f"{self.where(key)} must be between {low:g} and {high:g}, not {value}")
+        return float(value)
+
+    def text(
+        self, key: str, *, required: bool = False, pattern: re.Pattern[str] | None = None
+    ) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise SpecError(f"{self.where(key)} is required")
+            return None
+        if not isinstance(value, str) or not value:
+            raise SpecError(f"{self.where(key)} must be a non-empty string")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise SpecError(f"{self.where(key)} {value!r} must match {pattern.pattern}")
+        return value
+
+    def choice(self, key: str, allowed: Sequence[str], default: str) -> str:
+        value = self.data.get(key, default)
+        if value not in allowed:
+            raise SpecError(f"{self.where(key)} must be one of {', '.join(allowed)}, not {value!r}")
+        return cast(str, value)
+
+    def items(self, key: str) -> tuple[Mapping[str, Any], ...]:
+        value = self.data.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+            raise SpecError(f"{self.where(key)} must be a list of objects")
+        return tuple(copy.deepcopy(v) for v in value)
+
+    def mapping(self, key: str) -> Mapping[str, Any] | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise SpecError(f"{self.where(key)} must be an object")
+        return copy.deepcopy(dict(value))
+
+
+def _archive(fields: _Fields) -> Archive:
+    uri = cast(str, fields.text("uri", required=True))
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    where = fields.where("uri")
+    if scheme not in SCHEMES:
+        raise SpecError(f"{where} must start with http://, https://, s3:// or pvc://, not {uri!r}")
+    if scheme == "pvc" and not _PVC_URI.fullmatch(uri):
+        raise SpecError(f"{where} must be pvc://CLAIM/PATH/TO/MODEL.mar, not {uri!r}")
+    if scheme == "s3" and not _S3_URI.fullmatch(uri):
+        raise SpecError(f"{where} must be s3://BUCKET/KEY, not {uri!r}")
+    secret_ref = fields.obj("secretRef")
+    secret = secret_ref.text("name", required=True) if fields.has("secretRef") else None
+    if scheme == "s3" and secret is None:
+        raise SpecError(f"an s3:// archive needs {secret_ref.path} with AWS_* credentials")
+    if scheme == "pvc" and secret is not None:
+        raise SpecError(f"a pvc:// archive is mounted, not downloaded: drop {secret_ref.path}")
+    sha256 = fields.text("sha256", pattern=_SHA256)
+    return Archive(uri=uri, sha256=sha256, secret_name=secret)
+
+
+def _autoscaling(fields: _Fields, batching: Batching, workers: int) -> Autoscaling:
+    min_replicas = fields.integer("minReplicas", 1, low=0, high=1000)
+    max_replicas = fields.integer("maxReplicas", None, low=1, high=1000)
+    metric = cast(Metric, fields.choice("metric", METRICS, "inflight"))
+    engine = cast(Engine, fields.choice("engine", ENGINES, "hpa"))
+    if max_replicas < min_replicas:
+        raise SpecError(
+            f"{fields.where('maxReplicas')} ({max_replicas}) must be at least "
+            f"{fields.where('minReplicas')} ({min_replicas})"
+        )
+    if min_replicas == 0 and engine != "keda":
+        raise SpecError(f"{fields.where('minReplicas')} 0 (scale to zero) needs engine keda")
+    target = fields.number("target", low=0.001, high=1_000_000)
+    if target is None:
+        if metric == "requestsPerSecond":
+            raise SpecError(f"{fields.where('target')} is required for metric requestsPerSecond")
+        per_worker = batching.max_batch_size
+        target = float(per_worker * workers if metric == "inflight" else per_worker)
+    return Autoscaling(
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        metric=metric,
+        target=target,
+        engine=engine,
+        scale_down_stabilization_seconds=fields.integer(
+            "scaleDownStabilizationSeconds", 300, low=0, high=3600
+        ),
+    )
+
+
+def _accelerator(fields: _Fields) -> Accelerator:
+    kind = cast(AcceleratorType, fields.choice("type", ACCELERATORS, "none"))
+    count = fields.integer("count", 1, low=0, high=16)
+    if kind != "none" and count < 1:
+        raise SpecError(f"{fields.where('count')} must be at least 1 when type is {kind}")
+    return Accelerator(type=kind, count=count)
+
+
+def _env(fields: _Fields) -> tuple[Mapping[str, Any], ...]:
+    env = fields.items("env")
+    for index, variable in enumerate(env):
+        name = _Fields(variable, f"env[{index}]").text("name", required=True)
+        if name in MANAGED_ENV:
+            raise SpecError(
+                f"env[{index}] sets {name}, which the operator manages; use the matching spec field"
+            )
+    return env
+
+
+def _auth(fields: _Fields) -> TokenSecretRef | None:
+    if not fields.has("auth"):
+        return None
+    ref = fields.obj("auth").obj("tokenSecretRef")
+    return TokenSecretRef(
+        name=cast(str, ref.text("name", required=True)), key=ref.text("key") or "token"
+    )
+
+
+def parse_spec(
+    *, name: str, namespace: str, spec: Mapping[str, Any], generation: int | None = None
+) -> ModelSpec:
+    """Turns an InferenceModel's spec into a ModelSpec, or raises SpecError saying what to fix."""
+    fields = _Fields(spec, "")
+    batching_fields = fields.obj("batching")
+    batching = Batching(
+        max_batch_size=batching_fields.integer("maxBatchSize", 1, low=1, high=1024),
+        max_batch_delay_ms=batching_fields.integer("maxBatchDelayMs", 100, low=0, high=60_000),
+    )
+    workers = fields.integer("workersPerReplica", 1, low=1, high=64)
+    timeout = fields.integer("responseTimeoutSeconds", 120, low=1, high=3600)
+    if batching.max_batch_delay_ms >= timeout * 1000:
+        raise SpecError("batching.maxBatchDelayMs must be shorter than responseTimeoutSeconds")
+    pull_secrets = fields.items("imagePullSecrets")
+    return ModelSpec(
+        name=name,
+        namespace=namespace,
+        generation=generation,
+        archive=_archive(fields.obj("archive")),
+        model_name=fields.text("modelName", pattern=_MODEL_NAME) or name,
+        handler=fields.text("handler"),
+        batching=batching,
+        workers_per_replica=workers,
+        response_timeout_seconds=timeout,
+        replicas=fields.integer("replicas", 1, low=0, high=1000),
+        autoscaling=(
+            _autoscaling(fields.obj("autoscaling"), batching, workers)
+            if fields.has("autoscaling")
+            else None
+        ),
+        accelerator=_accelerator(fields.obj("accelerator")),
+        resources=fields.mapping("resources"),
+        image=fields.text("image"),
+        image_pull_policy=fields.choice("imagePullPolicy", PULL_POLICIES, "IfNotPresent"),
+        node_selector=fields.mapping("nodeSelector"),
+        tolerations=fields.items("tolerations"),
+        affinity=fields.mapping("affinity"),
+        env=_env(fields),
+        service_account_name=fields.text("serviceAccountName"),
+        image_pull_secrets=tuple(
+            cast(str, _Fields(s, f"imagePullSecrets[{i}]").text("name", required=True))
+            for i, s in enumerate(pull_secrets)
+        ),
+        auth=_auth(fields),
+    )
