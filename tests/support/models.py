@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from support.tiny_cnn import TinyCNN
 from support.tiny_mlp import TinyMLP
 
 MLP_SOURCE_FILE = Path(__file__).with_name("tiny_mlp.py")
@@ -25,6 +26,12 @@ def make_mlp(seed: int = 0) -> torch.nn.Module:
     """An 8 -> 16 -> 4 MLP with deterministic weights, in eval mode."""
     torch.manual_seed(seed)
     return TinyMLP().eval()
+
+
+def make_cnn(seed: int = 0) -> torch.nn.Module:
+    """A small CNN on 3x32x32 images (4 classes) with deterministic weights, in eval mode."""
+    torch.manual_seed(seed)
+    return TinyCNN().eval()
 
 
 def write_eager(model: torch.nn.Module, directory: Path) -> tuple[Path, Path]:
