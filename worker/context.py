@@ -88,6 +88,7 @@ class Context:
         """Always None: results travel as values, never over a socket the handler could write to."""
         self.intermediate_response_sink: Callable[[PredictionResult], None] | None = None
         """Set by the serving process; `send_intermediate_predict_response` streams through it."""
+        self.intermediate_responses_sent = 0
         self.header_key_sequence_id = os.environ.get(
             "TS_REQUEST_SEQUENCE_ID", "ts_request_sequence_id"
         )
@@ -137,6 +138,16 @@ class Context:
 
     def set_response_header(self, idx: int, key: str, value: str) -> None:
         self._processor(idx).add_response_property(key, value)
+
+    def send_intermediate(self, result: PredictionResult) -> None:
+        """Streams one partial answer ahead of the final one, through the server's sink."""
+        if self.intermediate_response_sink is None:
+            raise RuntimeError(
+                "streaming is not available: no intermediate response sink is set on the context"
+                " (it is set by the serving worker process)"
+            )
+        self.intermediate_responses_sent += 1
+        self.intermediate_response_sink(result)
 
     def get_sequence_id(self, idx: int) -> str | None:
         """The stateful-inference sequence id the client sent in its sequence header, if any."""
