@@ -1,0 +1,345 @@
+"""InferenceModel status, derived from what the cluster reports about the model's pods.
+
+Pure functions: the Deployment and its Pods go in, the status dict goes out, so every failure a
+user can hit (a bad archive, an image that cannot be pulled, no GPU node, a crash-looping worker)
+is a tested mapping to a phase and a condition with a reason and the cluster's own message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from marserve.operator.spec import ModelSpec
+
+CONDITION_TYPES: Final = ("ArchiveReady", "Available", "Progressing", "ScalingActive")
+IMAGE_PULL_REASONS: Final = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
+INVALID_SPEC: Final = "InvalidSpec"
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The most telling thing wrong with the model's pods: a condition reason and its message."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PodFindings:
+    """What the pods say, summed over all of them."""
+
+    archive_failure: Problem | None = None
+    extracting: bool = False
+    archive_extracted: bool = False
+    loading: bool = False
+    image_pull: Problem | None = None
+    unschedulable: Problem | None = None
+    crash_loop: Problem | None = None
+    model_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change worth a Kubernetes Event on the InferenceModel."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+def _terminated_message(state: Mapping[str, Any]) -> str:
+    term = state.get("terminated") or {}
+    message = str(term.get("message") or "").strip()
+    return message or f"{term.get('reason') or 'Error'} (exit code {term.get('exitCode')})"
+
+
+def _failed_termination(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The terminated state of a failed run, current or the last before a restart."""
+    for state in (status.get("state") or {}, status.get("lastState") or {}):
+        term = state.get("terminated")
+        if term and int(term.get("exitCode") or 0) != 0:
+            return state
+    return None
+
+
+def _version_from(message: str) -> str | None:
+    """The extractor may report the archive's manifest as JSON on success."""
+    try:
+        data = json.loads(message)
+    except ValueError:
+        return None
+    version = data.get("modelVersion") if isinstance(data, dict) else None
+    return str(version) if version else None
+
+
+def _scheduling(status: Mapping[str, Any], found: dict[str, Any]) -> None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            reason = str(cond.get("reason") or "Unschedulable")
+            found.setdefault("unschedulable", Problem(reason, str(cond.get("message") or "")))
+
+
+def _waiting_image_pull(state: Mapping[str, Any]) -> Problem | None:
+    waiting = state.get("waiting") or {}
+    if waiting.get("reason") in IMAGE_PULL_REASONS:
+        return Problem("ImagePullError", str(waiting.get("message") or waiting["reason"]))
+    return None
+
+
+def _init_containers(status: Mapping[str, Any], found: dict[str, Any]) -> None:
+    inits = status.get("initContainerStatuses") or []
+    for init in inits:
+        state = init.get("state") or {}
+        failed = _failed_termination(init)
+        pull = _waiting_image_pull(state)
+        if failed is not None:
+            message = _terminated_message(failed)
+            found.setdefault("archive_failure", Problem("ArchiveFailed", message))
+        elif pull is not None:
+            found.setdefault("image_pull", pull)
+        elif state.get("running"):
+            found["extracting"] = True
+        elif state.get("terminated"):
+            version = _version_from(str(state["terminated"].get("message") or ""))
+            found["model_version"] = version or found.get("model_version")
+    done = [((i.get("state") or {}).get("terminated") or {}).get("exitCode") for i in inits]
+    if inits and all(code == 0 for code in done):
+        found["archive_extracted"] = True
+
+
+def _workers(status: Mapping[str, Any], found: dict[str, Any]) -> None:
+    for worker in status.get("containerStatuses") or []:
+        state = worker.get("state") or {}
+        pull = _waiting_image_pull(state)
+        last = _failed_termination(worker)
+        crashing = (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff"
+        if pull is not None:
+            found.setdefault("image_pull", pull)
+        elif crashing or (int(worker.get("restartCount") or 0) > 0 and last is not None):
+            message = _terminated_message(last) if last else "the worker keeps exiting"
+            found.setdefault("crash_loop", Problem("WorkerCrashLooping", message))
+        elif state.get("running"):
+            found["archive_extracted"] = True
+            found["loading"] = found.get("loading") or not worker.get("ready")
+
+
+def inspect_pods(pods: Sequence[Mapping[str, Any]]) -> PodFindings:
+    """Read the scheduling conditions, init containers and workers of every live pod."""
+    found: dict[str, Any] = {}
+    for pod in pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        status = pod.get("status") or {}
+        _scheduling(status, found)
+        _init_containers(status, found)
+        _workers(status, found)
+    return PodFindings(**found)
+
+
+WARNING_REASONS: Final = frozenset(
+    {
+        "ArchiveFailed",
+        "ImagePullError",
+        "Unschedulable",
+        "WorkerCrashLooping",
+        "ProgressDeadlineExceeded",
+        INVALID_SPEC,
+    }
+)
+
+
+def desired_replicas(model: ModelSpec, deployment: Mapping[str, Any] | None) -> int:
+    """The replicas asked for: the spec's, or the autoscaler's current choice when it owns them."""
+    if model.autoscaling is None:
+        return model.replicas
+    spec_replicas = ((deployment or {}).get("spec") or {}).get("replicas")
+    return int(spec_replicas) if spec_replicas is not None else model.autoscaling.min_replicas
+
+
+@dataclass(frozen=True)
+class _Conditions:
+    """Builds conditions against the previous status, so unchanged ones keep their time."""
+
+    previous: Mapping[str, Any]
+    now: str
+    generation: int | None
+
+    def make(self, type_: str, status: str, reason: str, message: str) -> JsonObject:
+        conditions = self.previous.get("conditions") or []
+        old = next((c for c in conditions if c.get("type") == type_), None)
+        unchanged = old is not None and old.get("status") == status
+        condition: JsonObject = {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": old["lastTransitionTime"] if unchanged and old else self.now,
+        }
+        if self.generation is not None:
+            condition["observedGeneration"] = self.generation
+        return condition
+
+
+@dataclass(frozen=True)
+class _Rollout:
+    """The Deployment's numbers, read once."""
+
+    ready: int
+    updated: int
+    replicas: int
+    desired: int
+    complete: bool
+    stalled_message: str | None
+
+
+def _rollout(model: ModelSpec, deployment: Mapping[str, Any] | None) -> _Rollout:
+    observed = (deployment or {}).get("status") or {}
+    ready = int(observed.get("readyReplicas") or 0)
+    updated = int(observed.get("updatedReplicas") or 0)
+    desired = desired_replicas(model, deployment)
+    generation = int(((deployment or {}).get("metadata") or {}).get("generation") or 1)
+    seen = int(observed.get("observedGeneration") or 0) >= generation
+    progress: Mapping[str, Any] = next(
+        (c for c in observed.get("conditions") or [] if c.get("type") == "Progressing"), {}
+    )
+    stalled = progress.get("reason") == "ProgressDeadlineExceeded"
+    return _Rollout(
+        ready=ready,
+        updated=updated,
+        replicas=int(observed.get("replicas") or 0),
+        desired=desired,
+        complete=deployment is not None and seen and min(updated, ready) >= desired,
+        stalled_message=str(progress.get("message") or "") if stalled else None,
+    )
+
+
+def _archive_condition(found: PodFindings, rollout: _Rollout, make: _Conditions) -> JsonObject:
+    if found.archive_failure:
+        return make.make("ArchiveReady", "False", "ArchiveFailed", found.archive_failure.message)
+    if found.archive_extracted or rollout.ready:
+        return make.make("ArchiveReady", "True", "ArchiveExtracted", "the archive is unpacked")
+    if found.extracting:
+        return make.make("ArchiveReady", "Unknown", "Extracting", "extracting the archive")
+    return make.make("ArchiveReady", "Unknown", "Pending", "no pod has the archive yet")
+
+
+def _available_condition(found: PodFindings, rollout: _Rollout, make: _Conditions) -> JsonObject:
+    problem = found.archive_failure or found.crash_loop or found.image_pull or found.unschedulable
+    if rollout.ready and rollout.desired:
+        message = f"{rollout.ready}/{rollout.desired} replicas ready"
+        return make.make("Available", "True", "MinimumReplicasAvailable", message)
+    if problem:
+        return make.make("Available", "False", problem.reason, problem.message)
+    if rollout.desired == 0:
+        return make.make("Available", "False", "ScaledToZero", "no replicas are asked for")
+    if found.loading:
+        return make.make("Available", "False", "Loading", "the worker is loading the model")
+    return make.make("Available", "False", "Pending", "waiting for worker pods")
+
+
+def _progressing_condition(rollout: _Rollout, make: _Conditions) -> JsonObject:
+    if rollout.stalled_message is not None:
+        return make.make(
+            "Progressing", "False", "ProgressDeadlineExceeded", rollout.stalled_message
+        )
+    if rollout.complete:
+        message = f"{rollout.ready}/{rollout.desired} replicas up to date"
+        return make.make("Progressing", "False", "RolloutComplete", message)
+    message = f"{rollout.updated}/{rollout.desired} replicas updated"
+    return make.make("Progressing", "True", "RollingOut", message)
+
+
+def _scaling_condition(model: ModelSpec, make: _Conditions) -> JsonObject:
+    scaling = model.autoscaling
+    if scaling is None:
+        message = f"fixed at {model.replicas} replicas"
+        return make.make("ScalingActive", "False", "AutoscalingDisabled", message)
+    message = (
+        f"{scaling.engine} scales {scaling.min_replicas}..{scaling.max_replicas} replicas "
+        f"on {scaling.metric} (target {scaling.target:g})"
+    )
+    return make.make("ScalingActive", "True", "AutoscalerConfigured", message)
+
+
+def _phase(found: PodFindings, rollout: _Rollout) -> str:
+    if found.archive_failure:
+        return "Failed"
+    if rollout.ready:
+        return "Ready" if rollout.ready >= rollout.desired else "Degraded"
+    if found.crash_loop or found.image_pull or rollout.stalled_message is not None:
+        return "Failed"
+    if found.loading:
+        return "Loading"
+    return "Extracting" if found.extracting else "Pending"
+
+
+def build_status(
+    *,
+    model: ModelSpec,
+    deployment: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    previous: Mapping[str, Any],
+    now: str,
+    url: str,
+    selector: str,
+) -> JsonObject:
+    """The full status of one InferenceModel from its Deployment and Pods."""
+    found = inspect_pods(pods)
+    rollout = _rollout(model, deployment)
+    make = _Conditions(previous=previous, now=now, generation=model.generation)
+    status: JsonObject = {
+        "phase": _phase(found, rollout),
+        "conditions": [
+            _archive_condition(found, rollout, make),
+            _available_condition(found, rollout, make),
+            _progressing_condition(rollout, make),
+            _scaling_condition(model, make),
+        ],
+        "replicas": rollout.replicas,
+        "readyReplicas": rollout.ready,
+        "selector": selector,
+        "url": url,
+    }
+    if model.generation is not None:
+        status["observedGeneration"] = model.generation
+    version = found.model_version or previous.get("modelVersion")
+    if version:
+        status["modelVersion"] = version
+    return status
+
+
+def invalid_spec_status(
+    *, message: str, previous: Mapping[str, Any], generation: int | None, now: str
+) -> JsonObject:
+    """A spec the operator cannot serve: Failed with the reason; what runs is left alone."""
+    kept = [c for c in previous.get("conditions") or [] if c.get("type") != "Progressing"]
+    make = _Conditions(previous=previous, now=now, generation=generation)
+    progressing = make.make("Progressing", "False", INVALID_SPEC, message)
+    status: JsonObject = {"phase": "Failed", "conditions": [*kept, progressing]}
+    if generation is not None:
+        status["observedGeneration"] = generation
+    return status
+
+
+def transitions(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[Transition]:
+    """Events for a new phase and for each condition whose status or reason changed."""
+    events: list[Transition] = []
+    before = {c.get("type"): c for c in previous.get("conditions") or []}
+    for cond in current.get("conditions") or []:
+        old = before.get(cond["type"]) or {}
+        if (old.get("status"), old.get("reason")) != (cond["status"], cond.get("reason")):
+            kind = "Warning" if cond.get("reason") in WARNING_REASONS else "Normal"
+            message = f"{cond['type']} is {cond['status']}: {cond.get('message', '')}"
+            events.append(Transition(kind, str(cond.get("reason")), message))
+    if previous.get("phase") != current.get("phase"):
+        kind = "Warning" if current.get("phase") in {"Failed", "Degraded"} else "Normal"
+        message = f"phase {previous.get('phase') or 'none'} -> {current.get('phase')}"
+        events.append(Transition(kind, str(current.get("phase")), message))
+    return events
