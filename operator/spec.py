@@ -28,6 +28,7 @@ MANAGED_ENV: Final = (
     "MARSERVE_RESPONSE_TIMEOUT_SECONDS",
     "MARSERVE_HANDLER",
     "MARSERVE_TOKEN_FILE",
+    "MARSERVE_GRACE_PERIOD_SECONDS",
 )
 
 Metric = Literal["inflight", "queueDepth", "requestsPerSecond"]
