@@ -1,0 +1,130 @@
+"""Fetching remote archives (`http(s)://`, `s3://`) to a local file, bounded and retried.
+
+The body streams to disk while its sha256 is computed, so a digest check costs no second read.
+Connection errors and 5xx answers are retried with exponential back-off; other HTTP errors are
+final. URLs in messages lose their query string and user info: they may carry signatures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from marserve.worker.archive import s3
+from marserve.worker.archive.errors import ArchiveError
+from marserve.worker.archive.limits import DownloadOptions, ExtractLimits, format_size
+from marserve.worker.archive.progress import Progress, Report
+
+REMOTE_SCHEMES = ("http://", "https://", "s3://")
+CHUNK_BYTES = 1024 * 1024
+MAX_BACKOFF_S = 30.0
+_RETRYABLE_STATUS = {408, 429}
+_TRANSIENT_ERRORS = (
+    urllib.error.URLError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class _TransientError(Exception):
+    """A failure worth another attempt."""
+
+
+def is_remote(source: str) -> bool:
+    return source.startswith(REMOTE_SCHEMES)
+
+
+def display_url(url: str) -> str:
+    """The URL without user info or query: safe to print and to put in a pod's status."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
+
+
+def download(
+    url: str,
+    target: Path,
+    *,
+    limits: ExtractLimits,
+    options: DownloadOptions,
+    report: Report | None = None,
+) -> str:
+    """Downloads `url` into `target` and returns the body's sha256 (hex)."""
+    shown = display_url(url)
+    last_error = ""
+    for attempt in range(options.attempts):
+        if attempt:
+            time.sleep(min(options.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
+            if report:
+                report(f"retrying download of {shown} ({last_error})")
+        try:
+            return _attempt(url, target, limits=limits, options=options, report=report)
+        except _TransientError as error:
+            last_error = str(error)
+    raise ArchiveError(
+        f"download of {shown} failed after {options.attempts} attempts: {last_error}"
+    )
+
+
+def _attempt(
+    url: str,
+    target: Path,
+    *,
+    limits: ExtractLimits,
+    options: DownloadOptions,
+    report: Report | None,
+) -> str:
+    request = _request(url)
+    shown = display_url(url)
+    try:
+        with urllib.request.urlopen(request, timeout=options.timeout_s) as response:
+            declared = response.headers.get("Content-Length")
+            length = int(declared) if declared and declared.isdigit() else None
+            if length is not None and length > limits.max_archive_bytes:
+                raise _too_big(shown, limits, length)
+            progress = Progress(f"downloading {shown}", length, report)
+            digest = hashlib.sha256()
+            received = 0
+            with target.open("wb") as out:
+                while chunk := response.read(CHUNK_BYTES):
+                    received += len(chunk)
+                    if received > limits.max_archive_bytes:
+                        raise _too_big(shown, limits, received)
+                    digest.update(chunk)
+                    out.write(chunk)
+                    progress.add(len(chunk))
+            if length is not None and received != length:
+                raise _TransientError(f"connection closed after {received} of {length} bytes")
+            return digest.hexdigest()
+    except urllib.error.HTTPError as error:
+        if error.code >= 500 or error.code in _RETRYABLE_STATUS:
+            raise _TransientError(f"HTTP {error.code} {error.reason}") from error
+        raise ArchiveError(
+            f"download of {shown} failed: HTTP {error.code} {error.reason}"
+        ) from error
+    except _TRANSIENT_ERRORS as error:
+        reason = getattr(error, "reason", None) or error
+        raise _TransientError(f"{type(error).__name__}: {reason}") from error
+
+
+def _request(url: str) -> urllib.request.Request:
+    if url.startswith("s3://"):
+        settings = s3.S3Settings.from_env(os.environ)
+        https_url = s3.object_url(url, settings)
+        headers = s3.signed_get_headers(https_url, settings, now=datetime.now(UTC))
+        return urllib.request.Request(https_url, headers=headers)
+    return urllib.request.Request(url, headers={"User-Agent": "marserve-extract"})
+
+
+def _too_big(shown: str, limits: ExtractLimits, size: int) -> ArchiveError:
+    return ArchiveError(
+        f"download of {shown} is larger than the limit of "
+        f"{format_size(limits.max_archive_bytes)} (got {format_size(size)}; --max-archive-size)"
+    )

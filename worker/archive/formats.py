@@ -1,0 +1,181 @@
+"""Reading the archive formats as one stream of entries, whatever their container.
+
+A MAR arrives as a zip (deflated or stored), a gzip'd tar, a plain tar or an unpacked
+directory (`--archive-format no-archive`). The format is told by content, not by name, and each
+reader yields the same `Entry` values so the safety checks live in one place.
+"""
+
+from __future__ import annotations
+
+import enum
+import gzip
+import os
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from marserve.worker.archive.errors import ArchiveError
+
+#: Errors that mean the archive's bytes are damaged (truncated, bad checksum, bad header).
+CORRUPT_ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    tarfile.TarError,
+    zlib.error,
+    gzip.BadGzipFile,
+    EOFError,
+    NotImplementedError,
+)
+
+#: A symlink stored in a zip keeps its target as the entry's content; no real target is longer.
+MAX_LINK_TARGET_BYTES = 4096
+
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class EntryKind(enum.Enum):
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+    SPECIAL = "special"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member: its name inside the archive, kind, declared size and how to read it."""
+
+    name: str
+    kind: EntryKind
+    size: int = 0
+    mode: int = 0o644
+    link_target: str = ""
+    open: Callable[[], IO[bytes]] | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """An opened archive. Zips declare their totals up front; streamed tars do not."""
+
+    format: str
+    declared_bytes: int | None
+    declared_entries: int | None
+    entries: Iterator[Entry]
+
+
+def detect_format(path: Path) -> str:
+    """`directory`, `zip`, `tgz` or `tar`, from the file's first bytes."""
+    if path.is_dir():
+        return "directory"
+    with path.open("rb") as stream:
+        head = stream.read(512)
+    if head.startswith(_ZIP_MAGICS):
+        return "zip"
+    if head.startswith(_GZIP_MAGIC):
+        return "tgz"
+    if head[257:262] == b"ustar":
+        return "tar"
+    raise ArchiveError(
+        f"{path.name} is not a model archive: expected a zip (.mar), a .tar.gz or a directory"
+    )
+
+
+@contextmanager
+def open_entries(path: Path) -> Iterator[Listing]:
+    """Opens `path` in the format its content shows and lists its entries lazily."""
+    kind = detect_format(path)
+    if kind == "directory":
+        yield Listing(kind, None, None, _directory_entries(path))
+    elif kind == "zip":
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            total = sum(info.file_size for info in infos)
+            yield Listing(kind, total, len(infos), _zip_entries(archive, infos))
+    else:
+        with tarfile.open(path, "r|*") as archive:
+            yield Listing(kind, None, None, _tar_entries(archive))
+
+
+def _zip_entries(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> Iterator[Entry]:
+    for info in infos:
+        mode = info.external_attr >> 16
+        opener = _zip_opener(archive, info)
+        if info.is_dir() or stat.S_ISDIR(mode):
+            yield Entry(info.filename, EntryKind.DIRECTORY)
+        elif stat.S_ISLNK(mode):
+            with opener() as stream:
+                target = stream.read(MAX_LINK_TARGET_BYTES + 1)
+            if len(target) > MAX_LINK_TARGET_BYTES:
+                raise ArchiveError(f"entry {info.filename!r} is a symlink with an oversized target")
+            yield Entry(info.filename, EntryKind.SYMLINK, link_target=target.decode("utf-8"))
+        elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+            yield Entry(info.filename, EntryKind.SPECIAL)
+        else:
+            yield Entry(info.filename, EntryKind.FILE, info.file_size, mode & 0o777, open=opener)
+
+
+def _zip_opener(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], IO[bytes]]:
+    return lambda: archive.open(info)
+
+
+def _tar_entries(archive: tarfile.TarFile) -> Iterator[Entry]:
+    for member in archive:
+        if member.isreg():
+            yield Entry(
+                member.name,
+                EntryKind.FILE,
+                member.size,
+                member.mode,
+                open=_tar_opener(archive, member),
+            )
+        elif member.isdir():
+            yield Entry(member.name, EntryKind.DIRECTORY)
+        elif member.issym():
+            yield Entry(member.name, EntryKind.SYMLINK, link_target=member.linkname)
+        elif member.islnk():
+            yield Entry(member.name, EntryKind.HARDLINK, link_target=member.linkname)
+        else:
+            yield Entry(member.name, EntryKind.SPECIAL)
+
+
+def _tar_opener(archive: tarfile.TarFile, member: tarfile.TarInfo) -> Callable[[], IO[bytes]]:
+    def opener() -> IO[bytes]:
+        stream = archive.extractfile(member)
+        if stream is None:
+            raise ArchiveError(f"entry {member.name!r} has no readable content")
+        return stream
+
+    return opener
+
+
+def _directory_entries(root: Path) -> Iterator[Entry]:
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        for name in sorted(files) + [d for d in subfolders if Path(folder, d).is_symlink()]:
+            path = Path(folder, name)
+            yield _directory_entry(path, path.relative_to(root).as_posix())
+        subfolders[:] = [d for d in subfolders if not Path(folder, d).is_symlink()]
+        for name in subfolders:
+            yield Entry(Path(folder, name).relative_to(root).as_posix(), EntryKind.DIRECTORY)
+
+
+def _directory_entry(path: Path, name: str) -> Entry:
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        return Entry(name, EntryKind.SYMLINK, link_target=os.readlink(path))
+    if stat.S_ISREG(info.st_mode):
+        return Entry(
+            name, EntryKind.FILE, info.st_size, info.st_mode & 0o777, open=_file_opener(path)
+        )
+    return Entry(name, EntryKind.SPECIAL)
+
+
+def _file_opener(path: Path) -> Callable[[], IO[bytes]]:
+    return lambda: path.open("rb")
