@@ -1,0 +1,1 @@
+"""`marserve serve`: the HTTP front end, dynamic batching and worker processes."""

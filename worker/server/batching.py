@@ -1,0 +1,147 @@
+"""Per-model request queue and dynamic batching.
+
+A worker that becomes idle takes whatever is queued at once, so a lone request never waits for
+company. Only when the queue held more than one job (the model is under load) and the batch is not
+full does it wait for more, and never past `maxBatchDelay` counted from the oldest job's arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any
+
+from marserve.worker.results import PredictionResult
+
+
+class QueueFullError(Exception):
+    """The model's queue is at `jobQueueSize`; the request is refused with 429."""
+
+
+class Job:
+    """One request travelling from an HTTP handler through the queue to a worker and back.
+
+    `outcome` resolves with the first thing the worker says about this request: its final
+    `PredictionResult`, or the first streamed chunk, after which `stream` carries the rest.
+    """
+
+    __slots__ = ("dispatched", "enqueued", "outcome", "request", "request_id", "stream")
+
+    def __init__(
+        self, *, request_id: str, request: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.request_id = request_id
+        self.request = request
+        self.enqueued = time.monotonic()
+        self.dispatched = -1.0
+        self.outcome: asyncio.Future[PredictionResult | StreamStart] = loop.create_future()
+        self.stream: asyncio.Queue[PredictionResult | BaseException] | None = None
+
+    @property
+    def pending(self) -> bool:
+        return not self.outcome.done()
+
+    def deliver_chunk(self, result: PredictionResult) -> None:
+        if self.stream is not None:
+            self.stream.put_nowait(result)
+        elif self.pending:
+            self.stream = asyncio.Queue()
+            self.outcome.set_result(StreamStart(result))
+
+    def deliver(self, result: PredictionResult) -> None:
+        if self.stream is not None:
+            self.stream.put_nowait(result)
+            self.stream.put_nowait(StreamEnd())
+        elif self.pending:
+            self.outcome.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        if self.stream is not None:
+            self.stream.put_nowait(error)
+        elif self.pending:
+            self.outcome.set_exception(error)
+
+
+class StreamStart:
+    """The first chunk of a streamed answer; the rest follow on `Job.stream`."""
+
+    __slots__ = ("first",)
+
+    def __init__(self, first: PredictionResult) -> None:
+        self.first = first
+
+
+class StreamEnd(Exception):  # noqa: N818 - a marker, not an error
+    """Marks the end of a stream on `Job.stream` (after the final result)."""
+
+
+class ModelQueue:
+    """A bounded FIFO of jobs shared by a model's workers."""
+
+    def __init__(self, *, capacity: int, batch_size: int, max_batch_delay_s: float) -> None:
+        self.capacity = capacity
+        self.batch_size = batch_size
+        self.max_batch_delay_s = max_batch_delay_s
+        self._jobs: deque[Job] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def put(self, job: Job) -> None:
+        if len(self._jobs) >= self.capacity:
+            raise QueueFullError
+        self._jobs.append(job)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    def requeue(self, jobs: list[Job]) -> None:
+        """Puts undelivered jobs back at the front, e.g. when a worker stops before sending them."""
+        self._jobs.extendleft(reversed([job for job in jobs if job.pending]))
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    def fail_all(self, error: BaseException) -> None:
+        while self._jobs:
+            self._jobs.popleft().fail(error)
+
+    async def take(self) -> list[Job]:
+        """Waits for at least one live job and returns a batch of up to `batch_size`."""
+        while not self._jobs:
+            await self._wait()
+        loaded = len(self._jobs) > 1
+        batch = self._pop_live(self.batch_size)
+        if loaded and batch and len(batch) < self.batch_size and self.max_batch_delay_s > 0:
+            deadline = batch[0].enqueued + self.max_batch_delay_s
+            while len(batch) < self.batch_size and (remaining := deadline - time.monotonic()) > 0:
+                if not self._jobs:
+                    try:
+                        async with asyncio.timeout(remaining):
+                            await self._wait()
+                    except TimeoutError:
+                        break
+                batch += self._pop_live(self.batch_size - len(batch))
+        return batch if batch else await self.take()
+
+    async def _wait(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def _pop_live(self, limit: int) -> list[Job]:
+        batch: list[Job] = []
+        while self._jobs and len(batch) < limit:
+            job = self._jobs.popleft()
+            if job.pending:
+                batch.append(job)
+        return batch

@@ -1,0 +1,105 @@
+"""The data plane between HTTP routes and model runners: lookup, submit, deadline, metrics.
+
+Routes decode a protocol into TorchServe's request shape and call `DataPlane.predict`; everything
+about queues, deadlines and accounting happens here once for every protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from marserve.worker.results import PredictionResult
+from marserve.worker.server.batching import Job, StreamStart
+from marserve.worker.server.errors import ServingError, model_not_found
+from marserve.worker.server.workers import ModelRunner
+
+Parameter = tuple[str, str, bytes]
+
+
+def request_dict(
+    *,
+    request_id: str,
+    parameters: Sequence[Parameter],
+    headers: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    """Builds one request in the shape `Service.predict` takes (TorchServe's batch element)."""
+    return {
+        "requestId": request_id.encode(),
+        "parameters": [
+            {"name": name, "contentType": content_type, "value": value}
+            for name, content_type, value in parameters
+        ],
+        "headers": [{"name": k.encode(), "value": v.encode()} for k, v in headers],
+    }
+
+
+class DataPlane:
+    """Serves requests for every model; owns readiness as the routes and probes see it."""
+
+    def __init__(self, runners: Mapping[str, ModelRunner]) -> None:
+        self.runners = dict(runners)
+        self.accepting = True
+
+    @property
+    def ready(self) -> bool:
+        return self.accepting and all(runner.ready for runner in self.runners.values())
+
+    def runner(self, model: str, version: str | None = None) -> ModelRunner:
+        runner = self.runners.get(model)
+        if runner is None or (version not in (None, "", runner.source.version)):
+            raise model_not_found(model, version)
+        return runner
+
+    async def predict(
+        self,
+        runner: ModelRunner,
+        *,
+        request_id: str,
+        parameters: Sequence[Parameter],
+        headers: Sequence[tuple[str, str]],
+    ) -> PredictionResult | tuple[StreamStart, Job]:
+        """Queues one request and waits for its answer, or raises a ServingError (504 at deadline).
+
+        A streamed answer comes back as its first chunk plus the job whose `stream` has the rest.
+        """
+        loop = asyncio.get_running_loop()
+        job = Job(
+            request_id=request_id,
+            request=request_dict(request_id=request_id, parameters=parameters, headers=headers),
+            loop=loop,
+        )
+        runner.submit(job)
+        runner.inflight += 1
+        metrics = runner.metrics
+        metrics.inflight.inc()
+        timeout = runner.settings.response_timeout_s
+        deadline = loop.call_later(
+            timeout,
+            job.fail,
+            ServingError(
+                504,
+                "ResponseTimeout",
+                f"Model {runner.name!r} did not answer within {timeout:g} s",
+            ),
+        )
+        code = 499  # the client went away before an answer
+        try:
+            outcome = await job.outcome
+            if isinstance(outcome, StreamStart):
+                code = outcome.first.status
+                return outcome, job
+            code = outcome.status
+            return outcome
+        except ServingError as error:
+            code = error.status
+            raise
+        finally:
+            deadline.cancel()
+            runner.inflight -= 1
+            metrics.inflight.dec()
+            now = time.monotonic()
+            queue_s = job.dispatched - job.enqueued if job.dispatched >= 0 else -1.0
+            metrics.request_done(code=code, total_s=now - job.enqueued, queue_s=queue_s)

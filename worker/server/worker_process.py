@@ -1,0 +1,106 @@
+"""The worker process: loads one copy of a model and answers batches sent by the front end.
+
+It is started as `python -P -m marserve.worker.server.worker_process` with the model directory as
+its working directory, so neither the repository root nor the caller's cwd reaches sys.path; handler
+code runs here, never on the front end's event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any
+
+from marserve.worker.results import PredictionResult
+from marserve.worker.server.ipc import BlockingChannel
+
+
+def _metric_tuples(service: Any) -> list[tuple[Any, ...]]:
+    """Drains the handler's metrics into plain tuples the front end can export."""
+    metrics = getattr(getattr(service, "context", None), "metrics", None)
+    if metrics is None:
+        return []
+    return [
+        (
+            record.name,
+            float(record.value),
+            record.unit,
+            tuple(sorted(dict(record.dimensions).items())),
+            str(record.metric_type),
+            record.request_id,
+        )
+        for record in metrics.drain()
+    ]
+
+
+def _load(spec: dict[str, Any]) -> Any:
+    from marserve.worker.model_loader import load_service
+
+    return load_service(
+        spec["model_dir"],
+        model_name=spec["model_name"],
+        handler=spec.get("handler"),
+        gpu_id=spec.get("gpu_id"),
+        batch_size=spec["batch_size"],
+        envelope=spec.get("envelope"),
+        limit_max_image_pixels=spec.get("limit_max_image_pixels", True),
+    )
+
+
+def serve(channel: BlockingChannel, spec: dict[str, Any]) -> int:
+    """Loads the model, reports ready or failed, then answers batches until told to stop."""
+    started = time.perf_counter()
+    try:
+        service = _load(spec)
+    except BaseException as error:  # any load failure is reported, not raised
+        reason = f"{type(error).__name__}: {error}".strip()
+        print(traceback.format_exc(), file=sys.stderr, flush=True)
+        channel.send(("failed", reason))
+        return 1
+    context = getattr(service, "context", None)
+    if context is not None:
+        context.intermediate_response_sink = lambda result: channel.send(
+            ("chunk", result.request_id, result)
+        )
+    channel.send(("ready", time.perf_counter() - started))
+    while (message := channel.receive()) is not None and message[0] == "batch":
+        _, batch_id, batch = message
+        try:
+            results = service.predict(batch)
+        except Exception as error:  # the batch fails, the worker lives on
+            results = [
+                PredictionResult(
+                    request_id=request["requestId"].decode(),
+                    status=503,
+                    body=json.dumps(
+                        {
+                            "code": 503,
+                            "type": "PredictionError",
+                            "message": f"Prediction failed: {error}",
+                        }
+                    ).encode(),
+                    content_type="application/json",
+                )
+                for request in batch
+            ]
+        channel.send(("results", batch_id, results, _metric_tuples(service)))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="marserve-worker")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--spec", required=True, help="JSON: model_dir, model_name, handler ...")
+    args = parser.parse_args()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=args.fd)
+    return serve(BlockingChannel(sock), json.loads(args.spec))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

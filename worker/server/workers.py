@@ -1,0 +1,277 @@
+"""Worker processes of one model: start, feed batches, watch over, restart with back-off.
+
+Each worker process loads its own copy of the model. A worker that dies fails its in-flight batch
+with 503 and is restarted after a capped exponential back-off; a worker that cannot load the model
+marks the model FAILED with the reason, because restarting a broken archive forever helps no one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from marserve.worker.server.batching import Job, ModelQueue, QueueFullError
+from marserve.worker.server.config import ServerConfig
+from marserve.worker.server.devices import gpu_for_worker, visible_gpus
+from marserve.worker.server.errors import ServingError, worker_died
+from marserve.worker.server.ipc import AsyncChannel
+from marserve.worker.server.metrics import ModelMetrics
+from marserve.worker.server.model_sources import ModelSource
+
+log = logging.getLogger("marserve.server.workers")
+
+BACKOFF_FIRST_S = 0.25
+BACKOFF_CAP_S = 30.0
+HEALTHY_UPTIME_S = 60.0
+WORKER_MODULE = "marserve.worker.server.worker_process"
+
+
+@dataclass
+class Worker:
+    """What the management API shows about one worker slot."""
+
+    index: int
+    gpu_id: int | None
+    state: str = "STARTING"
+    pid: int | None = None
+    started_at: float = field(default_factory=time.time)
+    restarts: int = 0
+    load_seconds: float | None = None
+
+
+class ModelRunner:
+    """One model's queue and worker processes; the data plane the HTTP routes call into."""
+
+    def __init__(self, *, source: ModelSource, config: ServerConfig, metrics: ModelMetrics) -> None:
+        self.source = source
+        self.settings = source.settings
+        self.metrics = metrics
+        self._config = config
+        self.queue = ModelQueue(
+            capacity=self.settings.job_queue_size,
+            batch_size=self.settings.batch_size,
+            max_batch_delay_s=self.settings.max_batch_delay_ms / 1000,
+        )
+        visible = visible_gpus(os.environ)
+        self.workers = [
+            Worker(
+                index=index,
+                gpu_id=gpu_for_worker(
+                    index,
+                    device_ids=self.settings.device_ids,
+                    visible=visible,
+                    device_type=self.settings.device_type,
+                ),
+            )
+            for index in range(self.settings.min_workers)
+        ]
+        self.status = "LOADING"
+        self.failure: str | None = None
+        self.inflight = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._batch_ids = 0
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "READY" and any(w.state in ("READY", "BUSY") for w in self.workers)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._supervise(w)) for w in self.workers]
+
+    def submit(self, job: Job) -> None:
+        """Queues a job or raises the ServingError that explains why it cannot be."""
+        if self.status == "FAILED":
+            raise ServingError(
+                503, "ModelLoadFailed", f"Model {self.name!r} failed to load: {self.failure}"
+            )
+        if self.status == "STOPPING":
+            raise ServingError(503, "ServiceUnavailable", "The server is shutting down")
+        try:
+            self.queue.put(job)
+        except QueueFullError:
+            raise ServingError(
+                429,
+                "TooManyRequests",
+                f"Model {self.name!r} has {self.queue.capacity} requests queued; retry later",
+                headers={"Retry-After": "1"},
+            ) from None
+        self.metrics.queue_depth.set(len(self.queue))
+
+    async def drain(self, timeout: float) -> None:
+        """Waits up to `timeout` for queued and running requests to finish."""
+        deadline = time.monotonic() + timeout
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self.status != "FAILED":
+            self.status = "STOPPING"
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.queue.fail_all(ServingError(503, "ServiceUnavailable", "The server stopped"))
+
+    def describe(self) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "modelName": self.name,
+            "modelVersion": self.source.version,
+            "modelDir": str(self.source.model_dir),
+            "status": self.status,
+            "failure": self.failure,
+            "ready": self.ready,
+            "minWorkers": settings.min_workers,
+            "maxWorkers": settings.max_workers,
+            "batchSize": settings.batch_size,
+            "maxBatchDelay": settings.max_batch_delay_ms,
+            "responseTimeout": settings.response_timeout_s,
+            "deviceIds": list(settings.device_ids),
+            "jobQueueStatus": {
+                "remainingCapacity": self.queue.capacity - len(self.queue),
+                "pendingRequests": len(self.queue),
+            },
+            "workers": [
+                {
+                    "id": f"{self.name}-{w.index}",
+                    "state": w.state,
+                    "pid": w.pid,
+                    "gpu": w.gpu_id,
+                    "startTime": w.started_at,
+                    "restarts": w.restarts,
+                    "loadSeconds": w.load_seconds,
+                }
+                for w in self.workers
+            ],
+        }
+
+    async def _supervise(self, worker: Worker) -> None:
+        failures = 0
+        while True:
+            started = time.monotonic()
+            if not await self._run_process(worker):
+                return
+            failures = 0 if time.monotonic() - started > HEALTHY_UPTIME_S else failures
+            delay = min(BACKOFF_FIRST_S * 2**failures, BACKOFF_CAP_S)
+            failures += 1
+            worker.restarts += 1
+            worker.state = "RESTARTING"
+            self.metrics.restarts.inc()
+            log.warning("worker %s-%d died; restarting in %.2fs", self.name, worker.index, delay)
+            await asyncio.sleep(delay)
+
+    async def _run_process(self, worker: Worker) -> bool:
+        """Runs one worker process to its end; True means it died and should be restarted."""
+        parent, child = socket.socketpair()
+        spec = {
+            "model_dir": str(self.source.model_dir),
+            "model_name": self.name,
+            "handler": self._config.handler,
+            "gpu_id": worker.gpu_id,
+            "batch_size": self.settings.batch_size,
+        }
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-P", "-m", WORKER_MODULE,
+                "--fd", str(child.fileno()), "--spec", json.dumps(spec),
+                pass_fds=(child.fileno(),), cwd=self.source.model_dir,
+                stdin=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+        finally:
+            child.close()
+        channel = await AsyncChannel.open(parent)
+        worker.pid, worker.state, worker.started_at = process.pid, "STARTING", time.time()
+        try:
+            message = await channel.receive()
+            if message is None or message[0] != "ready":
+                code = await process.wait()
+                reason = message[1] if message else f"worker exited with code {code} while loading"
+                self._fail(worker, str(reason))
+                return False
+            worker.load_seconds = float(message[1])
+            self.metrics.worker_loaded(
+                worker_name=f"{self.name}-{worker.index}", seconds=worker.load_seconds
+            )
+            worker.state = "READY"
+            if self.status == "LOADING":
+                self.status = "READY"
+            while True:
+                batch = await self.queue.take()
+                self.metrics.queue_depth.set(len(self.queue))
+                if not await self._dispatch(batch, channel=channel, process=process):
+                    worker.state = "DEAD"
+                    return True
+        finally:
+            channel.close()
+            await _reap(process)
+
+    async def _dispatch(
+        self, batch: list[Job], *, channel: AsyncChannel, process: asyncio.subprocess.Process
+    ) -> bool:
+        """Sends one batch and delivers its answers; False when the worker died doing it."""
+        now = time.monotonic()
+        for job in batch:
+            job.dispatched = now
+        self._batch_ids += 1
+        batch_id = self._batch_ids
+        channel.send(("batch", batch_id, [job.request for job in batch]))
+        self.metrics.batch_size.observe(len(batch))
+        stuck_after = (
+            min(job.enqueued for job in batch)
+            + self.settings.response_timeout_s
+            + self._config.worker_grace_s
+            - now
+        )
+        watchdog = asyncio.get_running_loop().call_later(stuck_after, process.kill)
+        by_id = {job.request_id: job for job in batch}
+        try:
+            while (message := await channel.receive()) is not None:
+                if message[0] == "chunk":
+                    if (streaming := by_id.get(message[1])) is not None:
+                        streaming.deliver_chunk(message[2])
+                elif message[0] == "results" and message[1] == batch_id:
+                    for job, result in zip(batch, message[2], strict=False):
+                        job.deliver(result)
+                    self.metrics.handler_records(message[3])
+                    return True
+        except asyncio.CancelledError:
+            for job in batch:
+                job.fail(ServingError(503, "ServiceUnavailable", "The server stopped"))
+            raise
+        finally:
+            watchdog.cancel()
+        code = await process.wait()
+        detail = "killed after passing its response timeout" if code == -9 else f"exit {code}"
+        for job in batch:
+            job.fail(worker_died(self.name, detail))
+        return False
+
+    def _fail(self, worker: Worker, reason: str) -> None:
+        worker.state = "FAILED"
+        self.status = "FAILED"
+        self.failure = reason
+        log.error("model %s failed to load: %s", self.name, reason)
+        self.queue.fail_all(
+            ServingError(503, "ModelLoadFailed", f"Model {self.name!r} failed to load: {reason}")
+        )
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """Lets a worker exit on its own after its channel closes; kills it if it lingers."""
+    if process.returncode is not None:
+        return
+    try:
+        await asyncio.wait_for(process.wait(), timeout=5)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
