@@ -99,7 +99,8 @@ def open_entries(path: Path) -> Iterator[Listing]:
             total = sum(info.file_size for info in infos)
             yield Listing(kind, total, len(infos), _zip_entries(archive, infos))
     else:
-        with tarfile.open(path, "r|*") as archive:
+        # Not stream mode ("r|*"): it takes a truncated gzip for a clean end of the archive.
+        with tarfile.open(path, "r:*") as archive:
             yield Listing(kind, None, None, _tar_entries(archive))
 
 

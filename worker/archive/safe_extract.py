@@ -103,6 +103,10 @@ class _RootWriter:
                 self._over_limit(entry)
             out.write(chunk)
             self.progress.add(len(chunk))
+        if copied < entry.size:
+            raise ArchiveError(
+                f"entry {entry.name!r} is truncated ({copied} of {entry.size} bytes)"
+            )
 
     def _over_limit(self, entry: Entry) -> None:
         raise ArchiveError(
