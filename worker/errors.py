@@ -17,3 +17,7 @@ class PredictionException(Exception):  # noqa: N818 - the name handlers import f
 
     def __str__(self) -> str:
         return f"{self.message} : {self.error_code}"
+
+
+class BatchResponseMismatch(Exception):  # noqa: N818 - named after the message it carries
+    """A handler answered a different number of items than it was given (a handler bug)."""

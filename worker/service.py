@@ -18,7 +18,7 @@ from typing import Any
 
 from marserve.worker import responses
 from marserve.worker.context import Context, RequestProcessor
-from marserve.worker.errors import PredictionException
+from marserve.worker.errors import BatchResponseMismatch, PredictionException
 from marserve.worker.handler_metrics import HandlerMetrics
 from marserve.worker.results import PredictionResult
 from marserve.worker.utils import get_yaml_config
@@ -157,10 +157,7 @@ class Service:
             logger.error("handler returned %s, not a list", type(output).__name__)
             return BatchFailure(503, "InvalidModelOutput", "Invalid model predict output", False)
         if len(output) != len(inputs):
-            logger.error("handler returned %d items for %d requests", len(output), len(inputs))
-            return BatchFailure(
-                503, "BatchSizeMismatch", "number of batch response mismatched", False
-            )
+            return _mismatch(f"handler returned {len(output)} items for {len(inputs)} requests")
         try:
             results = [
                 responses.success(idx=idx, request_id=ids[idx], value=item, context=self._context)
@@ -192,6 +189,8 @@ def decode_value(value: Any, content_type: str) -> Any:
 
 def _classify(error: Exception) -> BatchFailure:
     """Maps a handler exception to TorchServe's status and message, logging the cause."""
+    if isinstance(error, BatchResponseMismatch):
+        return _mismatch(str(error))
     if isinstance(error, MemoryError) or _is_cuda_oom(error):
         logger.error("out of resources while predicting", exc_info=error)
         _release_cuda_cache()
@@ -204,6 +203,11 @@ def _classify(error: Exception) -> BatchFailure:
         return BatchFailure(507, "OutOfResources", "Out of resources", False)
     logger.error("prediction failed", exc_info=error)
     return BatchFailure(503, "PredictionFailed", "Prediction failed", True)
+
+
+def _mismatch(detail: str) -> BatchFailure:
+    logger.error("%s", detail)
+    return BatchFailure(503, "BatchSizeMismatch", "number of batch response mismatched", False)
 
 
 def _is_cuda_oom(error: Exception) -> bool:

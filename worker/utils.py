@@ -1,15 +1,12 @@
-"""Helpers handlers share: class labels from `index_to_name.json`, YAML config, module classes.
+"""The helpers TorchServe handlers import from `ts.utils.util`, in one marserve module.
 
-TorchServe handlers import these from `ts.utils.util`; marserve's built-in handlers and its model
-loader use the same functions, so label files and handler modules behave alike everywhere.
+Label mapping lives with the handlers (`handlers.labels`) and is re-exported here; the model
+loader uses `list_classes_from_module` and `get_yaml_config`, so handlers and loader agree.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
-import logging
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,6 +14,7 @@ from typing import Any
 import yaml
 
 from marserve.worker.errors import PredictionException
+from marserve.worker.handlers.labels import load_label_mapping, map_class_to_label
 
 __all__ = [
     "PredictionException",
@@ -25,56 +23,6 @@ __all__ = [
     "load_label_mapping",
     "map_class_to_label",
 ]
-
-logger = logging.getLogger(__name__)
-
-
-def load_label_mapping(mapping_file_path: str | Path) -> dict[str, str] | None:
-    """Reads `{"<class id>": "label" | [..., "label"]}` (or legacy `object_type_names`).
-
-    A missing file is not an error (outputs keep numeric class ids), matching TorchServe.
-    """
-    path = Path(mapping_file_path)
-    if not path.is_file():
-        logger.warning("%s is missing: outputs will carry class ids, not names", path)
-        return None
-    mapping = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(mapping, dict):
-        raise ValueError(f'{path}: the label mapping must be a JSON object {{"<class id>": label}}')
-    legacy = mapping.get("object_type_names")
-    if isinstance(legacy, list):
-        return {str(index): str(name) for index, name in enumerate(legacy)}
-    labels: dict[str, str] = {}
-    for key, value in mapping.items():
-        label = value[-1] if isinstance(value, list) and value else value
-        if not isinstance(label, str):
-            raise ValueError(f"{path}: label for class {key!r} must be a string or list of strings")
-        labels[str(key)] = label
-    return labels
-
-
-def map_class_to_label(
-    probs: Sequence[Sequence[float]],
-    mapping: Mapping[str, str] | None = None,
-    lbl_classes: Sequence[Sequence[Any]] | None = None,
-) -> list[dict[str, float]]:
-    """Turns per-row probabilities into `[{label: prob, ...}, ...]`, one dict per row.
-
-    `lbl_classes` gives the class id of each probability (top-k results); without it, position
-    `i` is class `i`. Class ids without a mapping stay as their string form.
-    """
-    if not isinstance(probs, list) or not all(isinstance(row, list) for row in probs):
-        raise TypeError("map_class_to_label expects probabilities as a list of lists")
-    if mapping is not None and not isinstance(mapping, Mapping):
-        raise TypeError("map_class_to_label expects the mapping as a dict")
-    classes = lbl_classes if lbl_classes is not None else [range(len(row)) for row in probs]
-    return [
-        {
-            (mapping[str(cls)] if mapping is not None else str(cls)): prob
-            for cls, prob in zip(row_classes, row, strict=False)
-        }
-        for row_classes, row in zip(classes, probs, strict=False)
-    ]
 
 
 def list_classes_from_module(module: ModuleType, parent_class: type | None = None) -> list[type]:

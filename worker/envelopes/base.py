@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from marserve.worker.context import Context
-from marserve.worker.errors import PredictionException
+from marserve.worker.errors import BatchResponseMismatch, PredictionException
 
 EntryPoint = Callable[[Any, Context], Any]
 
@@ -38,8 +38,13 @@ class BaseEnvelope:
             ) from error
         rows = [row for piece in pieces for row in piece]
         output = self._handle_fn(rows, context)
-        if not isinstance(output, list) or len(output) != len(rows):
+        if not isinstance(output, list):
             return output
+        if len(output) != len(rows):
+            raise BatchResponseMismatch(
+                f"handler returned {len(output)} items for the {len(rows)} rows"
+                f" the {self.name} envelope gave it"
+            )
         answers = []
         start = 0
         for idx, piece in enumerate(pieces):
