@@ -129,7 +129,7 @@ class _Fields:
 
     def __init__(self, data: Any, path: str) -> None:
         if not isinstance(data, Mapping):
-            raise SpecError(f"{path} must be an object")
+            raise SpecError(f"{path or 'spec'} must be an object")
         self.data: Mapping[str, Any] = data
         self.path = path
 
@@ -140,7 +140,8 @@ class _Fields:
         return self.data.get(key) is not None
 
     def obj(self, key: str) -> _Fields:
-        return _Fields(self.data.get(key) or {}, self.where(key))
+        value = self.data.get(key)
+        return _Fields({} if value is None else value, self.where(key))
 
     def integer(self, key: str, default: int | None, *, low: int, high: int) -> int:
         value = self.data.get(key, default)
@@ -183,7 +184,9 @@ class _Fields:
         return cast(str, value)
 
     def items(self, key: str) -> tuple[Mapping[str, Any], ...]:
-        value = self.data.get(key) or []
+        value = self.data.get(key)
+        if value is None:
+            return ()
         if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
             raise SpecError(f"{self.where(key)} must be a list of objects")
         return tuple(copy.deepcopy(v) for v in value)
