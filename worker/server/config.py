@@ -209,6 +209,13 @@ OPTIONS: tuple[Option, ...] = (
         "max_request_size",
     ),
     Option(
+        "worker_grace_s",
+        "--worker-grace-seconds",
+        "MARSERVE_WORKER_GRACE_SECONDS",
+        float,
+        "how long past its deadline a stuck worker may run before it is killed (default 5)",
+    ),
+    Option(
         "max_response_size",
         "--max-response-size",
         "MARSERVE_MAX_RESPONSE_SIZE",

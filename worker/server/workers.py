@@ -208,9 +208,11 @@ class ModelRunner:
             while True:
                 batch = await self.queue.take()
                 self.metrics.queue_depth.set(len(self.queue))
+                worker.state = "BUSY"
                 if not await self._dispatch(batch, channel=channel, process=process):
                     worker.state = "DEAD"
                     return True
+                worker.state = "READY"
         finally:
             channel.close()
             await _reap(process)

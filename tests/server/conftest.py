@@ -1,0 +1,266 @@
+"""Fixtures for server tests: real `marserve serve` processes on 127.0.0.1 with tiny real models.
+
+The shared server starts once per session and others once per module (each worker process
+imports torch, ~2 s); tests talk to them over real HTTP with aiohttp.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import models
+
+TOKEN = "s3cret-token"
+
+# A handler whose behaviour each request chooses, so one model covers batching, sleeping past the
+# deadline, poison requests, streaming and GPU assignment.
+SCRIPTED_HANDLER = """
+import os
+import time
+
+import torch
+from ts.handler_utils.utils import send_intermediate_predict_response
+
+from model import TinyMLP
+
+
+class ScriptedHandler:
+    def initialize(self, context):
+        settings = context.model_yaml_config.get("handler", {})
+        if settings.get("fail_load"):
+            raise RuntimeError("the weights are corrupt")
+        properties = context.system_properties
+        self.gpu_id = properties.get("gpu_id")
+        self.model = TinyMLP()
+        weights = os.path.join(properties["model_dir"], "model.pth")
+        self.model.load_state_dict(torch.load(weights))
+        self.model.eval()
+
+    def handle(self, data, context):
+        bodies = [row.get("body", row.get("x")) for row in data]
+        if any(isinstance(b, dict) and b.get("poison") for b in bodies):
+            raise ValueError("poisoned request")
+        for body in bodies:
+            if isinstance(body, dict) and body.get("sleep"):
+                time.sleep(body["sleep"])
+        streams = [b.get("stream", 0) if isinstance(b, dict) else 0 for b in bodies]
+        ids = {idx: context.get_request_id(idx) for idx in range(len(data))}
+        for step in range(max(streams)):
+            send_intermediate_predict_response(
+                [f"part{step} " for _ in data], ids, "intermediate", 200, context
+            )
+        context.metrics.add_counter("ScriptedCalls", 1)
+        answers = []
+        for body in bodies:
+            if isinstance(body, list):
+                with torch.no_grad():
+                    answers.append(self.model(torch.tensor(body, dtype=torch.float32)).tolist())
+            elif isinstance(body, dict) and body.get("stream"):
+                answers.append("end")
+            else:
+                answers.append({"batch": len(data), "gpu": self.gpu_id, "pid": os.getpid()})
+        return answers
+"""
+
+# A TorchServe-style handler built on BaseHandler, archived with the real torch-model-archiver.
+BASE_HANDLER = """
+import torch
+from ts.torch_handler.base_handler import BaseHandler
+
+
+class MLPHandler(BaseHandler):
+    def preprocess(self, data):
+        rows = [row.get("data") or row.get("body") for row in data]
+        return torch.tensor(rows, dtype=torch.float32)
+
+    def postprocess(self, data):
+        return data.tolist()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def scripted_model_dir(
+    directory: Path, *, name: str, yaml_config: Mapping[str, Any] | None = None
+) -> Path:
+    """An extracted model directory (as a pod's init container leaves it) with ScriptedHandler."""
+    models.write_eager(models.make_mlp(), directory)
+    models.write_text(directory / "scripted_handler.py", SCRIPTED_HANDLER)
+    model: dict[str, Any] = {
+        "modelName": name,
+        "modelVersion": "1.0",
+        "handler": "scripted_handler.py",
+        "modelFile": "model.py",
+        "serializedFile": "model.pth",
+    }
+    if yaml_config:
+        models.write_text(directory / "model-config.yaml", json.dumps(dict(yaml_config)))
+        model["configFile"] = "model-config.yaml"
+    models.write_json(directory / "MAR-INF" / "MANIFEST.json", {"model": model})
+    return directory
+
+
+def archived_mlp(directory: Path) -> Path:
+    """The tiny MLP archived by the real torch-model-archiver with a BaseHandler subclass."""
+    model_file, weights = models.write_eager(models.make_mlp(), directory / "src")
+    handler = models.write_text(directory / "src" / "mlp_handler.py", BASE_HANDLER)
+    return models.torch_model_archiver(
+        model_name="archived",
+        handler=handler,
+        export_path=directory / "store",
+        serialized_file=weights,
+        model_file=model_file,
+    )
+
+
+@dataclass
+class RunningServer:
+    """A `marserve serve` process and where to reach it."""
+
+    process: subprocess.Popen[bytes]
+    inference: str
+    management: str
+    metrics: str
+    log_path: Path
+    ping_statuses: list[int] = field(default_factory=list)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+def start_server(
+    tmp: Path,
+    *,
+    model_args: Sequence[str],
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    wait_ready: bool = True,
+) -> RunningServer:
+    """Starts `marserve serve` as a real process (cwd outside the repo) and waits for it."""
+    ports = [free_port() for _ in range(3)]
+    log_path = tmp / "server.log"
+    command = [
+        str(Path(sys.executable).with_name("marserve")),
+        "serve",
+        "--models",
+        *model_args,
+        "--inference-port",
+        str(ports[0]),
+        "--management-port",
+        str(ports[1]),
+        "--metrics-port",
+        str(ports[2]),
+        *extra_args,
+    ]
+    full_env = {**os.environ, "PYTHONSAFEPATH": "1", **(env or {})}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, cwd=tmp, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    server = RunningServer(
+        process=process,
+        inference=f"http://127.0.0.1:{ports[0]}",
+        management=f"http://127.0.0.1:{ports[1]}",
+        metrics=f"http://127.0.0.1:{ports[2]}",
+        log_path=log_path,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = _status(f"{server.inference}/ping")
+        if status:
+            server.ping_statuses.append(status)
+        if status == 200 or (status == 503 and not wait_ready):
+            return server
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    stop_server(server)
+    raise AssertionError(f"server did not become ready:\n{server.log()}")
+
+
+def stop_server(server: RunningServer) -> int:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    return server.process.returncode
+
+
+@pytest.fixture(scope="session")
+def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server")
+
+
+@pytest.fixture(scope="module")
+def own_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("own-server")
+
+
+@pytest.fixture(scope="session")
+def token_file(module_tmp: Path) -> Path:
+    path = module_tmp / "token"
+    path.write_text(TOKEN + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def main_server(module_tmp: Path, token_file: Path) -> Iterator[RunningServer]:
+    """Three models: `mlp` (2 workers, batching, fake GPUs 3 and 5), `slow` (1 s deadline, queue
+    of 2) and `archived` (a real torch-model-archiver MAR); token auth on."""
+    mlp = scripted_model_dir(
+        module_tmp / "mlp",
+        name="mlp",
+        yaml_config={"minWorkers": 2, "batchSize": 8, "maxBatchDelay": 20, "deviceIds": [3, 5]},
+    )
+    slow = scripted_model_dir(
+        module_tmp / "slow",
+        name="slow",
+        yaml_config={"batchSize": 1, "responseTimeout": 1, "jobQueueSize": 2},
+    )
+    archive = archived_mlp(module_tmp / "archived")
+    server = start_server(
+        module_tmp,
+        model_args=[f"mlp={mlp}", f"slow={slow}", f"archived={archive}"],
+        extra_args=["--token-file", str(token_file), "--max-request-size", "100000"],
+        env={"MARSERVE_WORKER_GRACE_SECONDS": "0.5"},
+    )
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
