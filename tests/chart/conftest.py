@@ -35,7 +35,6 @@ ALL_ON_VALUES: dict[str, Any] = {
     "monitoring": {
         "serviceMonitor": {
             "labels": {"release": "kube-prometheus-stack"},
-            "operator": {"enabled": True},
             "workers": {"enabled": True},
         },
         "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},

@@ -9,6 +9,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from marserve.operator import main as operator_main
+from marserve.operator.settings import OperatorSettings
 from support import tools
 
 # Other projects' custom resources: kubernetes-validate has no schema for them. Their content is
@@ -55,9 +57,7 @@ def test_optional_blocks_render_only_when_enabled(
     ]
     names = {(obj["kind"], obj["metadata"]["name"]) for obj in all_on_objects}
     assert {
-        ("ServiceMonitor", "marserve-operator"),
         ("ServiceMonitor", "marserve-workers"),
-        ("Service", "marserve-metrics"),
         ("PrometheusRule", "marserve"),
         ("ConfigMap", "marserve-dashboard"),
         ("ConfigMap", "marserve-prometheus-adapter-rules"),
@@ -92,9 +92,36 @@ def test_operator_runs_as_kopf_expects_and_locked_down(
     assert container["image"].endswith("@sha256:" + "0" * 64)
 
 
-def test_watch_namespaces_reach_the_operator(namespaced_objects: list[dict[str, Any]]) -> None:
-    (deployment,) = [obj for obj in namespaced_objects if obj["kind"] == "Deployment"]
+def _operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [obj for obj in objects if obj["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert "--namespace=ml" in container["args"]
-    assert "--namespace=ml-staging" in container["args"]
-    assert "--all-namespaces" not in container["args"]
+    return container
+
+
+@pytest.mark.parametrize("render", ["default_objects", "all_on_objects", "namespaced_objects"])
+def test_the_operator_accepts_its_arguments_and_environment(
+    render: str, request: pytest.FixtureRequest
+) -> None:
+    container = _operator_container(request.getfixturevalue(render))
+    arguments = operator_main._arguments(container["args"])  # exits on an unknown flag
+    assert arguments.peering is None  # standalone: no peering resources, so no RBAC for them
+    environment = {variable["name"]: variable["value"] for variable in container["env"]}
+    settings = OperatorSettings.from_env(environment)
+    assert settings.worker_image == "ghcr.io/marserve/worker:0.1.0"
+    assert settings.prometheus_url == "http://prometheus-operated.monitoring.svc:9090"
+    assert set(environment) - {"EXTRA"} <= {
+        "MARSERVE_WORKER_IMAGE",
+        "MARSERVE_WATCH_NAMESPACES",
+        "MARSERVE_CLUSTER_DOMAIN",
+        "MARSERVE_PROMETHEUS_URL",
+        "MARSERVE_INTEL_GPU_RESOURCE",
+    }
+
+
+def test_watch_namespaces_reach_the_operator(
+    default_objects: list[dict[str, Any]], namespaced_objects: list[dict[str, Any]]
+) -> None:
+    for objects, expected in ((default_objects, ()), (namespaced_objects, ("ml", "ml-staging"))):
+        container = _operator_container(objects)
+        environment = {variable["name"]: variable["value"] for variable in container["env"]}
+        assert OperatorSettings.from_env(environment).watch_namespaces == expected
