@@ -95,7 +95,8 @@ def _cpu_and_memory(model: ModelSpec) -> dict[str, dict[str, Any]]:
 def _extract_container(model: ModelSpec, image: str) -> dict[str, Any]:
     archive = model.archive
     source = archive.uri if archive.pvc_path is None else f"{ARCHIVE_DIR}/{archive.pvc_path}"
-    command = ["marserve", "extract", source, MODEL_DIR]
+    # --force: an init container that runs again in the same pod finds its earlier output.
+    command = ["marserve", "extract", source, MODEL_DIR, "--force"]
     if archive.sha256:
         command += ["--sha256", archive.sha256]
     mounts: list[dict[str, Any]] = [

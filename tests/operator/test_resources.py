@@ -1,0 +1,586 @@
+"""The objects an InferenceModel owns, built by marserve.operator.resources.
+
+Every built-in kind is validated against the Kubernetes 1.30 schemas in strict mode; the
+assertions then check what the schemas cannot: that the pods run what the spec says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import pytest
+
+from marserve.operator import resources
+from marserve.operator.resources import metrics_queries
+from marserve.operator.settings import OperatorSettings
+from marserve.operator.spec import ModelSpec
+from support.operator_fixtures import (
+    DIGEST,
+    FULL_SPEC,
+    SETTINGS,
+    kube_validate,
+    minimal_spec,
+    model,
+)
+
+SPEC_VARIANTS: dict[str, dict[str, Any]] = {
+    "documented": {},
+    "full": FULL_SPEC,
+    "minimal": minimal_spec(),
+    "pvc": minimal_spec("pvc://store/models/resnet.mar"),
+    "s3-keda": {
+        "archive": {"uri": "s3://bucket/resnet.mar", "secretRef": {"name": "aws"}},
+        "autoscaling": {"minReplicas": 0, "maxReplicas": 5, "engine": "keda", "target": 2.5},
+    },
+    "intel-rps": {
+        **minimal_spec(),
+        "accelerator": {"type": "intel-xpu", "count": 2},
+        "autoscaling": {
+            "maxReplicas": 3,
+            "minReplicas": 2,
+            "metric": "requestsPerSecond",
+            "target": 40,
+        },
+    },
+    "amd-static": {**minimal_spec(), "accelerator": {"type": "amd"}, "replicas": 3},
+}
+
+
+def variant(name: str) -> ModelSpec:
+    spec = SPEC_VARIANTS[name]
+    return model() if not spec else model(spec=spec)
+
+
+def container(deployment: dict[str, Any], name: str) -> dict[str, Any]:
+    pod = deployment["spec"]["template"]["spec"]
+    (found,) = [c for c in pod["containers"] + pod["initContainers"] if c["name"] == name]
+    return found
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container(deployment, "worker")["env"]}
+
+
+def volume(deployment: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == name]
+    return found
+
+
+# --- every object is valid Kubernetes ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(SPEC_VARIANTS))
+@pytest.mark.parametrize("monitor", [True, False])
+def test_every_built_in_object_validates_strictly(name: str, monitor: bool) -> None:
+    objects = resources.desired_objects(variant(name), SETTINGS, service_monitor_available=monitor)
+    kinds = [obj["kind"] for obj in objects]
+    assert kinds[:2] == ["Deployment", "Service"]
+    assert ("ServiceMonitor" in kinds) == monitor
+    for obj in objects:
+        assert obj["metadata"]["name"] == variant(name).name
+        assert obj["metadata"]["namespace"] == "ml"
+        assert obj["metadata"]["labels"] == resources.labels(variant(name))
+        if obj["apiVersion"] not in ("keda.sh/v1alpha1", "monitoring.coreos.com/v1"):
+            kube_validate(obj)
+
+
+def test_labels_and_selector() -> None:
+    m = model()
+    assert resources.labels(m) == {
+        "app.kubernetes.io/name": "marserve-worker",
+        "app.kubernetes.io/instance": "resnet",
+        "app.kubernetes.io/managed-by": "marserve-operator",
+        "serving.marserve.io/model": "resnet",
+    }
+    assert resources.selector(m).items() <= resources.labels(m).items()
+    deployment = resources.deployment(m, SETTINGS)
+    assert deployment["spec"]["selector"]["matchLabels"] == resources.selector(m)
+    assert deployment["spec"]["template"]["metadata"]["labels"] == resources.labels(m)
+    assert resources.service(m)["spec"]["selector"] == resources.selector(m)
+
+
+# --- the init container: where the archive comes from --------------------------------------------
+
+
+def test_https_archive_is_downloaded_with_its_digest_checked() -> None:
+    deployment = resources.deployment(model(), SETTINGS)
+    extract = container(deployment, "extract")
+    assert extract["command"] == [
+        "marserve", "extract", "https://models.example.com/resnet-2.0.mar", "/mnt/models",
+        "--force", "--sha256", DIGEST,
+    ]  # fmt: skip
+    assert extract["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert extract["image"] == container(deployment, "worker")["image"]
+    assert "envFrom" not in extract
+    mounts = {m["mountPath"]: m for m in extract["volumeMounts"]}
+    assert set(mounts) == {"/mnt/models", "/tmp"} and not mounts["/mnt/models"].get("readOnly")
+    assert volume(deployment, "models") == {"name": "models", "emptyDir": {}}
+
+
+def test_s3_archive_gets_credentials_from_its_secret() -> None:
+    deployment = resources.deployment(variant("s3-keda"), SETTINGS)
+    extract = container(deployment, "extract")
+    assert extract["command"][2] == "s3://bucket/resnet.mar"
+    assert "--sha256" not in extract["command"]
+    assert extract["envFrom"] == [{"secretRef": {"name": "aws"}}]
+    assert "envFrom" not in container(deployment, "worker")
+
+
+def test_http_archive_secret_is_passed_to_the_extractor_only() -> None:
+    m = model(archive={"secretRef": {"name": "download-auth"}})
+    deployment = resources.deployment(m, SETTINGS)
+    assert container(deployment, "extract")["envFrom"] == [{"secretRef": {"name": "download-auth"}}]
+
+
+def test_pvc_archive_is_mounted_read_only_and_extracted_from_the_mount() -> None:
+    deployment = resources.deployment(variant("pvc"), SETTINGS)
+    extract = container(deployment, "extract")
+    assert extract["command"][2:4] == ["/mnt/archive/models/resnet.mar", "/mnt/models"]
+    assert {"name": "archive", "mountPath": "/mnt/archive", "readOnly": True} in extract[
+        "volumeMounts"
+    ]
+    assert volume(deployment, "archive")["persistentVolumeClaim"] == {
+        "claimName": "store",
+        "readOnly": True,
+    }
+    worker_mounts = [m["name"] for m in container(deployment, "worker")["volumeMounts"]]
+    assert "archive" not in worker_mounts
+
+
+def test_model_volume_size_limit_comes_from_settings() -> None:
+    settings = dataclasses.replace(SETTINGS, model_volume_size_limit="20Gi")
+    deployment = resources.deployment(model(), settings)
+    assert volume(deployment, "models")["emptyDir"] == {"sizeLimit": "20Gi"}
+
+
+# --- the worker container ------------------------------------------------------------------------
+
+
+def test_worker_env_carries_the_serving_settings() -> None:
+    env = env_of(resources.deployment(model(), SETTINGS))
+    assert env == {
+        "MARSERVE_MODELS": "resnet=/mnt/models",
+        "MARSERVE_HOST": "0.0.0.0",
+        "MARSERVE_BATCH_SIZE": "8",
+        "MARSERVE_MAX_BATCH_DELAY_MS": "5",
+        "MARSERVE_WORKERS": "1",
+        "MARSERVE_RESPONSE_TIMEOUT_SECONDS": "60",
+        "MARSERVE_GRACE_PERIOD_SECONDS": "60",
+        "MARSERVE_HANDLER": "image_classifier",
+        "MARSERVE_TOKEN_FILE": "/var/run/secrets/marserve/auth/token",
+    }
+
+
+def test_optional_env_only_when_set_and_user_env_last() -> None:
+    deployment = resources.deployment(
+        model(spec={**minimal_spec(), "modelName": "m1", "env": [{"name": "X", "value": "1"}]}),
+        SETTINGS,
+    )
+    env = container(deployment, "worker")["env"]
+    names = [e["name"] for e in env]
+    assert "MARSERVE_HANDLER" not in names and "MARSERVE_TOKEN_FILE" not in names
+    assert env[-1] == {"name": "X", "value": "1"}
+    assert env_of(deployment)["MARSERVE_MODELS"] == "m1=/mnt/models"
+    assert env_of(deployment)["NVIDIA_VISIBLE_DEVICES"] == "void"
+
+
+def test_token_secret_is_mounted_read_only() -> None:
+    deployment = resources.deployment(model(auth={"tokenSecretRef": {"key": "bearer"}}), SETTINGS)
+    assert volume(deployment, "auth-token")["secret"] == {
+        "secretName": "resnet-token",
+        "items": [{"key": "bearer", "path": "token"}],
+        "defaultMode": 0o440,
+    }
+    mounts = {m["name"]: m for m in container(deployment, "worker")["volumeMounts"]}
+    assert mounts["auth-token"] == {
+        "name": "auth-token",
+        "mountPath": "/var/run/secrets/marserve/auth",
+        "readOnly": True,
+    }
+    assert mounts["models"]["readOnly"] is True
+
+
+def test_ports_and_probes() -> None:
+    worker = container(resources.deployment(model(), SETTINGS), "worker")
+    assert worker["command"] == ["marserve", "serve"]
+    assert {p["name"]: p["containerPort"] for p in worker["ports"]} == {
+        "http": 8080,
+        "management": 8081,
+        "metrics": 8082,
+    }
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
+    assert worker["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    startup = worker["startupProbe"]
+    budget = startup["periodSeconds"] * startup["failureThreshold"]
+    assert SETTINGS.startup_budget_seconds <= budget < SETTINGS.startup_budget_seconds + 10
+
+
+def test_termination_lets_in_flight_requests_drain() -> None:
+    settings = OperatorSettings(pre_stop_seconds=7, termination_grace_seconds=15)
+    deployment = resources.deployment(model(), settings)
+    pod = deployment["spec"]["template"]["spec"]
+    worker = container(deployment, "worker")
+    assert worker["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "7"]
+    # pre-stop, then the slowest accepted request (60 s), then a margin before SIGKILL.
+    assert pod["terminationGracePeriodSeconds"] == 7 + 60 + 15
+    no_sleep = resources.deployment(model(), OperatorSettings(pre_stop_seconds=0))
+    assert "lifecycle" not in container(no_sleep, "worker")
+
+
+def test_pods_are_hardened() -> None:
+    pod = resources.deployment(model(spec=FULL_SPEC), SETTINGS)["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["automountServiceAccountToken"] is False
+    for each in pod["containers"] + pod["initContainers"]:
+        context = each["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert {"name": "tmp", "mountPath": "/tmp"} in each["volumeMounts"]
+    assert volume({"spec": {"template": {"spec": pod}}}, "tmp") == {"name": "tmp", "emptyDir": {}}
+
+
+def test_built_objects_share_no_mutable_state() -> None:
+    first = resources.deployment(model(), SETTINGS)
+    container(first, "worker")["securityContext"]["capabilities"]["drop"].append("NONE")
+    first["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]["type"] = "x"
+    second = resources.deployment(model(), SETTINGS)
+    assert container(second, "worker")["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert second["spec"]["template"]["spec"]["securityContext"]["seccompProfile"] == {
+        "type": "RuntimeDefault"
+    }
+
+
+def test_image_defaults_from_settings_and_spec_overrides_it() -> None:
+    settings = OperatorSettings(worker_image="registry.local/worker:9")
+    pod_default = resources.deployment(model(image=None), settings)
+    assert container(pod_default, "worker")["image"] == "registry.local/worker:9"
+    assert container(pod_default, "extract")["image"] == "registry.local/worker:9"
+    pinned = resources.deployment(model(image="mirror/worker:1"), settings)
+    assert container(pinned, "worker")["image"] == "mirror/worker:1"
+
+
+def test_pod_overrides_pass_through() -> None:
+    pod = resources.deployment(model(spec=FULL_SPEC), SETTINGS)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "gpu"}
+    assert pod["affinity"] == {"nodeAffinity": {}}
+    assert pod["serviceAccountName"] == "models"
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    assert {c["imagePullPolicy"] for c in pod["containers"] + pod["initContainers"]} == {"Always"}
+    minimal = resources.deployment(model(spec=minimal_spec()), SETTINGS)["spec"]["template"]
+    assert not {"nodeSelector", "affinity", "tolerations", "serviceAccountName"} & set(
+        minimal["spec"]
+    )
+
+
+# --- accelerators --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "resource"),
+    [("nvidia", "nvidia.com/gpu"), ("intel-xpu", "gpu.intel.com/i915"), ("amd", "amd.com/gpu")],
+)
+def test_accelerator_is_requested_and_limited_with_its_toleration(kind: str, resource: str) -> None:
+    m = model(spec={**FULL_SPEC, "accelerator": {"type": kind, "count": 2}})
+    deployment = resources.deployment(m, SETTINGS)
+    worker = container(deployment, "worker")
+    assert worker["resources"]["requests"] == {"cpu": "2", "memory": "4Gi", resource: "2"}
+    assert worker["resources"]["limits"] == {"memory": "8Gi", resource: "2"}
+    # The init container only unpacks: it asks for no device.
+    assert container(deployment, "extract")["resources"] == {
+        "requests": {"cpu": "2", "memory": "4Gi"},
+        "limits": {"memory": "8Gi"},
+    }
+    tolerations = deployment["spec"]["template"]["spec"]["tolerations"]
+    assert tolerations == [
+        {"key": resource, "operator": "Exists", "effect": "NoSchedule"},
+        FULL_SPEC["tolerations"][0],
+    ]
+    assert "NVIDIA_VISIBLE_DEVICES" not in env_of(deployment)
+    # Accelerated rollouts replace pods in place instead of needing a spare device.
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def test_cpu_only_pods_ask_for_no_device_and_see_none() -> None:
+    deployment = resources.deployment(model(spec=minimal_spec()), SETTINGS)
+    worker = container(deployment, "worker")
+    assert worker["resources"] == {}
+    assert "tolerations" not in deployment["spec"]["template"]["spec"]
+    assert env_of(deployment)["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_intel_resource_name_is_configurable_and_tolerations_deduplicated() -> None:
+    settings = OperatorSettings(intel_gpu_resource="gpu.intel.com/xe")
+    own = {"key": "gpu.intel.com/xe", "operator": "Exists", "effect": "NoSchedule"}
+    m = model(spec={**minimal_spec(), "accelerator": {"type": "intel-xpu"}, "tolerations": [own]})
+    deployment = resources.deployment(m, settings)
+    assert container(deployment, "worker")["resources"]["limits"] == {"gpu.intel.com/xe": "1"}
+    assert deployment["spec"]["template"]["spec"]["tolerations"] == [own]
+
+
+# --- spec hash -----------------------------------------------------------------------------------
+
+
+def template_hash(m: ModelSpec, settings: OperatorSettings = SETTINGS) -> str:
+    annotations = resources.deployment(m, settings)["spec"]["template"]["metadata"]["annotations"]
+    value: str = annotations[resources.SPEC_HASH_ANNOTATION]
+    return value
+
+
+ROLLING_CHANGES: list[dict[str, Any]] = [
+    {"archive": {"uri": "https://models.example.com/resnet-2.1.mar"}},
+    {"archive": {"sha256": "f" * 64}},
+    {"batching": {"maxBatchSize": 16}},
+    {"batching": {"maxBatchDelayMs": 6}},
+    {"workersPerReplica": 2},
+    {"responseTimeoutSeconds": 30},
+    {"handler": "text_classifier"},
+    {"modelName": "resnet50"},
+    {"accelerator": {"count": 2}},
+    {"resources": {"limits": {"memory": "16Gi"}}},
+    {"image": "ghcr.io/marserve/worker:0.2.0"},
+    {"env": [{"name": "LOG_LEVEL", "value": "info"}]},
+    {"auth": None},
+]
+SCALING_CHANGES: list[dict[str, Any]] = [
+    {"replicas": 5},
+    {"autoscaling": {"maxReplicas": 20}},
+    {"autoscaling": {"target": 4, "metric": "queueDepth"}},
+    {"autoscaling": None},
+]
+
+
+def test_spec_hash_is_stable() -> None:
+    assert template_hash(model()) == template_hash(model())
+    reordered = dict(reversed(list(model().resources["requests"].items())))  # type: ignore[index]
+    assert template_hash(model(resources={"requests": reordered})) == template_hash(model())
+
+
+@pytest.mark.parametrize("change", ROLLING_CHANGES, ids=",".join)
+def test_spec_hash_changes_when_the_pods_must_change(change: dict[str, Any]) -> None:
+    assert template_hash(model(**change)) != template_hash(model())
+
+
+@pytest.mark.parametrize("change", SCALING_CHANGES, ids=",".join)
+def test_spec_hash_ignores_scaling(change: dict[str, Any]) -> None:
+    assert template_hash(model(**change)) == template_hash(model())
+
+
+def test_spec_hash_follows_operator_settings_that_reach_the_pods() -> None:
+    assert template_hash(model(image=None)) != template_hash(
+        model(image=None), OperatorSettings(worker_image="other:1")
+    )
+
+
+def test_every_rolling_change_gives_a_distinct_hash() -> None:
+    hashes = [template_hash(model(**change)) for change in ROLLING_CHANGES]
+    assert len(set(hashes)) == len(hashes)
+
+
+# --- service, monitoring -------------------------------------------------------------------------
+
+
+def test_service_exposes_http_and_metrics() -> None:
+    service = resources.service(model())
+    assert service["spec"]["type"] == "ClusterIP"
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
+        "http": (8080, "http"),
+        "metrics": (8082, "metrics"),
+    }
+
+
+def test_pods_carry_scrape_annotations_and_the_service_does_not() -> None:
+    template = resources.deployment(model(), SETTINGS)["spec"]["template"]
+    assert (
+        template["metadata"]["annotations"].items()
+        >= {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "8082",
+            "prometheus.io/path": "/metrics",
+        }.items()
+    )
+    assert "annotations" not in resources.service(model())["metadata"]
+
+
+def test_service_monitor_scrapes_the_metrics_port() -> None:
+    monitor = resources.service_monitor(model())
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["selector"]["matchLabels"] == resources.selector(model())
+    assert resources.service(model())["metadata"]["labels"].items() >= (
+        monitor["spec"]["selector"]["matchLabels"].items()
+    )
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ml"]}
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s"}
+    ]
+
+
+# --- autoscaling ---------------------------------------------------------------------------------
+
+
+def test_no_autoscaler_leaves_replicas_to_the_deployment() -> None:
+    m = model(autoscaling=None)
+    assert resources.autoscaler(m, SETTINGS) is None
+    assert resources.deployment(m, SETTINGS)["spec"]["replicas"] == 2
+
+
+@pytest.mark.parametrize(
+    ("metric", "name", "target", "quantity"),
+    [
+        ("inflight", "marserve_inflight_requests", 16, "16"),
+        ("queueDepth", "marserve_queue_depth", 0.5, "500m"),
+        ("requestsPerSecond", "marserve_requests_per_second", 40, "40"),
+    ],
+)
+def test_hpa_scales_on_the_pods_metric(
+    metric: str, name: str, target: float, quantity: str
+) -> None:
+    m = model(
+        autoscaling={"metric": metric, "target": target, "scaleDownStabilizationSeconds": 600}
+    )
+    hpa = resources.autoscaler(m, SETTINGS)
+    assert hpa is not None
+    kube_validate(hpa)
+    assert "replicas" not in resources.deployment(m, SETTINGS)["spec"]
+    spec = hpa["spec"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "resnet",
+    }
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 10)
+    assert spec["metrics"] == [
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": name},
+                "target": {"type": "AverageValue", "averageValue": quantity},
+            },
+        }
+    ]
+    assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 600
+
+
+def test_keda_scaled_object_queries_prometheus() -> None:
+    settings = OperatorSettings(prometheus_url="http://prom.monitoring:9090")
+    m = variant("s3-keda")
+    scaled = resources.autoscaler(m, settings)
+    assert scaled is not None
+    assert (scaled["apiVersion"], scaled["kind"]) == ("keda.sh/v1alpha1", "ScaledObject")
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == "resnet"
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 5)
+    assert spec["cooldownPeriod"] == 300
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "prometheus"
+    assert trigger["metadata"] == {
+        "serverAddress": "http://prom.monitoring:9090",
+        "query": (
+            'sum(marserve_inflight_requests{namespace="ml",pod=~"resnet-[a-z0-9]+-[a-z0-9]+"})'
+        ),
+        "threshold": "2.5",
+        "activationThreshold": "0",
+    }
+    assert "replicas" not in resources.deployment(m, settings)["spec"]
+
+
+@pytest.mark.parametrize("metric", ["inflight", "queueDepth", "requestsPerSecond"])
+def test_keda_and_adapter_sum_the_same_expression(metric: str) -> None:
+    m = model(autoscaling={"metric": metric, "engine": "keda"})
+    (rule,) = [
+        r
+        for r in resources.adapter_metric_queries()
+        if r["name"]["as"] == metrics_queries.METRIC_QUERIES[metric].name  # type: ignore[index]
+    ]
+    matchers = metrics_queries.pod_matchers(m)
+    adapter_for_this_model = (
+        rule["metricsQuery"]
+        .replace("<<.LabelMatchers>>", matchers)
+        .replace(" by (<<.GroupBy>>)", "")
+    )
+    assert resources.keda_query(m) == adapter_for_this_model
+
+
+def test_adapter_rules_serve_each_hpa_metric_per_pod() -> None:
+    rules = resources.adapter_metric_queries()
+    assert sorted(r["name"]["as"] for r in rules) == [
+        "marserve_inflight_requests",
+        "marserve_queue_depth",
+        "marserve_requests_per_second",
+    ]
+    for rule in rules:
+        assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+        assert (
+            rule["metricsQuery"].startswith("sum(") and "by (<<.GroupBy>>)" in rule["metricsQuery"]
+        )
+    (rps,) = [r for r in rules if r["name"]["as"] == "marserve_requests_per_second"]
+    assert rps["metricsQuery"] == (
+        "sum(rate(marserve_requests_total{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)"
+    )
+
+
+def test_pod_matcher_does_not_catch_a_model_whose_name_extends_this_one() -> None:
+    import re
+
+    pattern = re.search(r'pod=~"([^"]+)"', metrics_queries.pod_matchers(model()))
+    assert pattern is not None
+    assert re.fullmatch(pattern.group(1), "resnet-7c9f8d6b5-x2x4k")
+    assert not re.fullmatch(pattern.group(1), "resnet-v2-7c9f8d6b5-x2x4k")
+
+
+def test_keda_query_needs_autoscaling() -> None:
+    with pytest.raises(ValueError, match="no autoscaling"):
+        resources.keda_query(model(autoscaling=None))
+
+
+# --- disruption budget ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"autoscaling": None, "replicas": 1}, False),
+        ({"autoscaling": None, "replicas": 2}, True),
+        ({"autoscaling": {"minReplicas": 1}, "replicas": 5}, False),
+        ({"autoscaling": {"minReplicas": 2}, "replicas": 1}, True),
+    ],
+)
+def test_pod_disruption_budget_only_with_more_than_one_pod(
+    changes: dict[str, Any], expected: bool
+) -> None:
+    pdb = resources.pod_disruption_budget(model(**changes))
+    assert (pdb is not None) == expected
+    if pdb is not None:
+        kube_validate(pdb)
+        assert pdb["spec"]["maxUnavailable"] == 1
+        assert pdb["spec"]["selector"]["matchLabels"] == resources.selector(model())
+
+
+def test_desired_objects_cover_each_combination() -> None:
+    for name, monitor in itertools.product(SPEC_VARIANTS, (True, False)):
+        m = variant(name)
+        kinds = {
+            o["kind"]
+            for o in resources.desired_objects(m, SETTINGS, service_monitor_available=monitor)
+        }
+        expected = {"Deployment", "Service"}
+        if m.autoscaling is not None:
+            expected.add(
+                "ScaledObject" if m.autoscaling.engine == "keda" else "HorizontalPodAutoscaler"
+            )
+        if resources.pod_disruption_budget(m) is not None:
+            expected.add("PodDisruptionBudget")
+        if monitor:
+            expected.add("ServiceMonitor")
+        assert kinds == expected, name
