@@ -57,6 +57,20 @@ test: lint tools ## set everything up, lint, and run the test suite
 soak: setup ## long reliability runs, kept out of `make test`
 	$(BIN)/pytest -m soak $(PYTEST_ARGS)
 
+# TorchServe, the baseline of `make bench`, in its own venv so its `ts` package never shadows
+# marserve's compatibility layer. PyYAML and numpy are in TorchServe's own requirements but not in
+# its wheel's metadata: without PyYAML its Python worker cannot start.
+TS_VENV := .venv-torchserve
+$(TS_VENV)/.installed:
+	$(PYTHON) -m venv $(TS_VENV)
+	$(TS_VENV)/bin/pip install -q torch==$(TORCH_VERSION) torchserve==0.12.0 torch-model-archiver==0.12.0 PyYAML==6.0.3 numpy==2.4.6
+	touch $@
+
+BENCH_ARGS ?=
+bench: setup $(TS_VENV)/.installed ## marserve vs TorchServe vs the raw forward pass (bench/results/)
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	PYTHONPATH=bench:tests $(PY) -m marbench --torchserve-venv $(TS_VENV) $(BENCH_ARGS)
+
 e2e: setup ## the end-to-end scenario against the current kubectl context
 	$(BIN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
 

@@ -1,0 +1,32 @@
+"""The one handler every benchmark archive carries, served unchanged by marserve and TorchServe.
+
+JSON bodies (a list of floats) feed the MLP; PNG bodies (3x32x32) feed the CNN. Each batch adds
+one to the `BatchesHandled` counter so both servers report their batching the same way: average
+batch size = requests / batches.
+"""
+
+import io
+import json
+
+import torch
+from PIL import Image
+from ts.torch_handler.base_handler import BaseHandler
+
+PNG_SIGNATURE = b"\x89PNG"
+
+
+def _to_tensor(value):
+    if isinstance(value, (bytes, bytearray)) and bytes(value[:4]) == PNG_SIGNATURE:
+        image = Image.open(io.BytesIO(value)).convert("RGB")
+        pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        return pixels.view(image.height, image.width, 3).permute(2, 0, 1).float() / 255.0
+    if isinstance(value, (bytes, bytearray, str)):
+        value = json.loads(value)
+    return torch.tensor(value, dtype=torch.float32)
+
+
+class BenchHandler(BaseHandler):
+    def preprocess(self, data):
+        self.context.metrics.add_counter("BatchesHandled", 1)
+        rows = [row.get("data") if row.get("data") is not None else row.get("body") for row in data]
+        return torch.stack([_to_tensor(row) for row in rows]).to(self.device)

@@ -1,0 +1,48 @@
+"""The one typed configuration of a benchmark run, built from the command line and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVERS = ("marserve", "torchserve")
+MODELS = ("mlp_eager", "mlp_ts", "cnn")
+
+
+@dataclass(frozen=True)
+class ModelYaml:
+    """The model YAML both servers read from the archive: one worker, dynamic batching."""
+
+    batch_size: int = 8
+    max_batch_delay_ms: int = 5
+    workers: int = 1
+    response_timeout_s: int = 120
+
+    def render(self) -> str:
+        return (
+            f"minWorkers: {self.workers}\n"
+            f"maxWorkers: {self.workers}\n"
+            f"batchSize: {self.batch_size}\n"
+            f"maxBatchDelay: {self.max_batch_delay_ms}\n"
+            f"responseTimeout: {self.response_timeout_s}\n"
+        )
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything a run varies; the defaults are the published run (`make bench`)."""
+
+    servers: tuple[str, ...]
+    models: tuple[str, ...]
+    concurrencies: tuple[int, ...]
+    rounds: int
+    duration_s: int
+    warmup_s: int
+    max_requests: int
+    work_dir: Path
+    results_dir: Path
+    marserve_bin: Path
+    torchserve_venv: Path
+    model_yaml: ModelYaml
+    physical_iterations: int
+    start_timeout_s: float = 120.0

@@ -1,0 +1,90 @@
+"""The physical limit: the forward pass alone, and marserve's handler path without HTTP.
+
+Both run in the bench process before any server starts, so nothing competes with them. The gap
+between these and a server's latency at concurrency 1 is what serving costs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+
+from marbench.artifacts import BenchModel
+
+BATCH_SIZES = (1, 8)
+REPEATS = 5
+
+
+@dataclass(frozen=True)
+class PhysicalLimit:
+    """Microseconds per call, best of several repeats, by batch size."""
+
+    forward_us: dict[int, float]
+    handler_us: dict[int, float]
+
+
+def _best_mean_us(call: Callable[[], object], *, iterations: int) -> float:
+    for _ in range(max(iterations // 10, 1)):
+        call()
+    best = float("inf")
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        for _ in range(iterations):
+            call()
+        best = min(best, (time.perf_counter() - started) / iterations)
+    return best * 1e6
+
+
+def _loaded_module(model: BenchModel) -> torch.nn.Module:
+    """The module as a server loads it: TorchScript from the archive, eager from memory."""
+    scripted = model.extracted_dir / "model.pt"
+    if scripted.exists():
+        loaded: torch.nn.Module = torch.jit.load(str(scripted))  # type: ignore[no-untyped-call]
+        return loaded.eval()
+    return model.module
+
+
+def _request(model: BenchModel, index: int) -> dict[str, Any]:
+    return {
+        "requestId": f"bench-{index}",
+        "parameters": [
+            {
+                "name": "body",
+                "contentType": model.content_type,
+                "value": model.body_file.read_bytes(),
+            }
+        ],
+        "headers": [],
+    }
+
+
+def measure(model: BenchModel, *, iterations: int) -> PhysicalLimit:
+    """Times forward and handler at batch 1 and 8; raises if the handler path answers wrongly."""
+    from marserve.worker.model_loader import load_service
+
+    module = _loaded_module(model)
+    forward_us: dict[int, float] = {}
+    handler_us: dict[int, float] = {}
+    service = load_service(model.extracted_dir, batch_size=max(BATCH_SIZES))
+    for batch_size in BATCH_SIZES:
+        inputs = model.example_input.expand(batch_size, *model.example_input.shape[1:]).contiguous()
+
+        def forward(inputs: torch.Tensor = inputs) -> object:
+            with torch.inference_mode():
+                return module(inputs)
+
+        def handle(batch: list[dict[str, Any]]) -> object:
+            return service.predict(batch)
+
+        batch = [_request(model, index) for index in range(batch_size)]
+        results = service.predict(batch)
+        if len(results) != batch_size or not all(result.ok for result in results):
+            raise RuntimeError(f"{model.name}: handler path failed: {results[:1]}")
+        forward_us[batch_size] = _best_mean_us(forward, iterations=iterations)
+        handler_us[batch_size] = _best_mean_us(partial(handle, batch), iterations=iterations)
+    return PhysicalLimit(forward_us=forward_us, handler_us=handler_us)

@@ -1,0 +1,142 @@
+"""One benchmark run: build the archives, measure the physical limit, then drive each server.
+
+Rounds alternate the servers A/B/A/B on each model, so slow drift of a shared machine (other
+work, thermal state) spreads over both instead of landing on one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+from marbench import artifacts, load, physical, scrape, servers
+from marbench.artifacts import BenchModel
+from marbench.config import BenchConfig
+
+SETTLE_S = 1.0
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One server at one concurrency in one round."""
+
+    concurrency: int
+    throughput: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    requests: int
+    errors: int
+    average_batch_size: float | None
+    cpu_s_per_1k: float
+    capped: bool
+
+
+@dataclass
+class ServerRun:
+    """One server's lifetime for one model in one round: start-up, memory and its load points."""
+
+    server: str
+    model: str
+    round: int
+    start_to_first_200_s: float
+    idle_rss_bytes: int
+    peak_rss_bytes: int = 0
+    points: list[PointResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunResults:
+    physical: dict[str, physical.PhysicalLimit]
+    runs: list[ServerRun]
+
+
+def _log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _point(
+    server: servers.RunningServer, model: BenchModel, *, concurrency: int, config: BenchConfig
+) -> PointResult:
+    url = f"http://127.0.0.1:{server.ports.inference}/predictions/{model.name}"
+
+    def drive(duration_s: int) -> load.LoadResult:
+        return load.run(
+            url,
+            body_file=model.body_file,
+            content_type=model.content_type,
+            concurrency=concurrency,
+            duration_s=duration_s,
+            max_requests=config.max_requests,
+        )
+
+    if config.warmup_s > 0:
+        drive(config.warmup_s)
+    counters_before = scrape.batch_counters(server.metrics_text(), model=model.name)
+    cpu_before = server.stats().cpu_seconds
+    result = drive(config.duration_s)
+    cpu_after = server.stats().cpu_seconds
+    counters_after = scrape.batch_counters(server.metrics_text(), model=model.name)
+    return PointResult(
+        concurrency=concurrency,
+        throughput=result.throughput,
+        p50_ms=result.p50_ms,
+        p90_ms=result.p90_ms,
+        p99_ms=result.p99_ms,
+        max_ms=result.max_ms,
+        requests=result.requests,
+        errors=result.errors,
+        average_batch_size=counters_after.average_batch_size(counters_before),
+        cpu_s_per_1k=(cpu_after - cpu_before) * 1000 / max(result.requests, 1),
+        capped=result.capped,
+    )
+
+
+def _serve_and_measure(
+    name: str, model: BenchModel, *, round_index: int, config: BenchConfig
+) -> ServerRun:
+    run_dir = config.work_dir / "runs" / f"{model.name}-{name}-{round_index}"
+    server = servers.start(name, model=model, config=config, run_dir=run_dir)
+    try:
+        first_200_s = servers.wait_first_200(server, model=model, timeout_s=config.start_timeout_s)
+        time.sleep(SETTLE_S)
+        run = ServerRun(
+            server=name,
+            model=model.name,
+            round=round_index,
+            start_to_first_200_s=first_200_s,
+            idle_rss_bytes=server.stats().rss_bytes,
+        )
+        for concurrency in config.concurrencies:
+            point = _point(server, model, concurrency=concurrency, config=config)
+            _log(
+                f"round {round_index} {model.name} {name} c={concurrency}: "
+                f"{point.throughput:.0f} req/s p50 {point.p50_ms:.2f} ms "
+                f"p99 {point.p99_ms:.2f} ms errors {point.errors}"
+            )
+            run.points.append(point)
+        run.peak_rss_bytes = server.stats().peak_rss_bytes
+        return run
+    finally:
+        server.stop()
+
+
+def run(config: BenchConfig) -> RunResults:
+    _log(f"building {', '.join(config.models)} with torch-model-archiver")
+    built = {
+        name: artifacts.build(name, work_dir=config.work_dir, model_yaml=config.model_yaml)
+        for name in config.models
+    }
+    limits = {}
+    for name, model in built.items():
+        _log(f"physical limit of {name}")
+        limits[name] = physical.measure(model, iterations=config.physical_iterations)
+    runs = []
+    for round_index in range(config.rounds):
+        for model in built.values():
+            for name in config.servers:
+                _log(f"round {round_index}: {name} serving {model.name}")
+                runs.append(_serve_and_measure(name, model, round_index=round_index, config=config))
+    return RunResults(physical=limits, runs=runs)
