@@ -27,7 +27,8 @@ class OperatorSettings:
     termination_grace_seconds: int = 30
     # Time the pod keeps serving after it is marked for deletion, so endpoints drop it first.
     pre_stop_seconds: int = 5
-    # How long a new pod may take to download, extract and load its model before it is restarted.
+    # How long a started worker may take to load its model before it is restarted (the startup
+    # probe's budget); the Deployment's progress deadline adds time for the download.
     startup_budget_seconds: int = 1800
     # Prometheus that KEDA's prometheus trigger queries.
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"

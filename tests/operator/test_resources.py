@@ -492,6 +492,8 @@ def test_keda_scaled_object_queries_prometheus() -> None:
         "threshold": "2.5",
         "activationThreshold": "0",
     }
+    # KEDA's schema types trigger metadata as a map of strings.
+    assert all(isinstance(value, str) for value in trigger["metadata"].values())
     assert "replicas" not in resources.deployment(m, settings)["spec"]
 
 
