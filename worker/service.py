@@ -119,8 +119,7 @@ class Service:
         outcome = self._run(headers, inputs, ids)
         if not isinstance(outcome, BatchFailure):
             return outcome
-        streamed = self._context.intermediate_responses_sent != streamed_before
-        if len(inputs) > 1 and self.isolate_batch_failures and outcome.retry_alone and not streamed:
+        if self._may_rerun(headers, outcome, streamed_before):
             logger.warning(
                 "batch of %d failed (%s); re-running its requests one by one",
                 len(inputs),
@@ -128,6 +127,21 @@ class Service:
             )
             return [self._run_alone(batch[idx]) for idx in range(len(inputs))]
         return [_failed(request_id, outcome) for request_id in ids.values()]
+
+    def _may_rerun(
+        self, headers: list[RequestProcessor], outcome: BatchFailure, streamed_before: int
+    ) -> bool:
+        """Re-running is only safe when it cannot repeat a visible effect or corrupt state.
+
+        Not after partial answers were streamed (clients would get them twice), not for stateful
+        sequences (their state would advance twice), not when the failure is not the requests'.
+        """
+        if len(headers) < 2 or not self.isolate_batch_failures or not outcome.retry_alone:
+            return False
+        if self._context.intermediate_responses_sent != streamed_before:
+            return False
+        sequence_header = self._context.header_key_sequence_id
+        return all(h.get_request_property(sequence_header) is None for h in headers)
 
     def _run_alone(self, request: Mapping[str, Any]) -> PredictionResult:
         headers, inputs, ids = self.retrieve_data_for_inference([request])

@@ -297,3 +297,14 @@ def test_batch_that_already_streamed_is_not_re_run(tmp_path: Path, make_batch: A
     results = service.predict(make_batch([1, 2]))
     assert [r.status for r in results] == [503, 503]
     assert len(streamed) == 1, "re-running would send the streamed part twice"
+
+
+def test_stateful_sequence_batch_is_not_re_run(tmp_path: Path, make_request: Any) -> None:
+    handler = Recorder(ValueError("bug"))
+    batch = [
+        make_request(1, request_id="a", headers={"ts_request_sequence_id": "seq-1"}),
+        make_request("poison", request_id="b"),
+    ]
+    results = make_service(tmp_path, handler).predict(batch)
+    assert [r.status for r in results] == [503, 503]
+    assert handler.batch_sizes == [2], "a sequence's state must not advance twice"
