@@ -35,6 +35,8 @@ Metric = Literal["inflight", "queueDepth", "requestsPerSecond"]
 Engine = Literal["hpa", "keda"]
 AcceleratorType = Literal["none", "nvidia", "intel-xpu", "amd"]
 
+# The InferenceModel's name becomes a Service name (a DNS-1035 label) and a label value.
+_OBJECT_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _SHA256 = re.compile(r"[a-f0-9]{64}")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _PVC_URI = re.compile(r"pvc://([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)/([^/].*)")
@@ -282,6 +284,11 @@ def parse_spec(
     *, name: str, namespace: str, spec: Mapping[str, Any], generation: int | None = None
 ) -> ModelSpec:
     """Turns an InferenceModel's spec into a ModelSpec, or raises SpecError saying what to fix."""
+    if not _OBJECT_NAME.fullmatch(name):
+        raise SpecError(
+            f"metadata.name {name!r} must be a DNS label of at most 63 characters starting "
+            "with a letter: it names the model's Service and labels its pods"
+        )
     fields = _Fields(spec, "")
     batching_fields = fields.obj("batching")
     batching = Batching(

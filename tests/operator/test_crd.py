@@ -25,7 +25,17 @@ SPEC_SCHEMA = SCHEMA["properties"]["spec"]
 
 
 def parse(obj: dict[str, Any]) -> None:
-    parse_spec(name="resnet", namespace="ml", spec=obj["spec"])
+    metadata = obj["metadata"]
+    parse_spec(name=metadata["name"], namespace=metadata["namespace"], spec=obj["spec"])
+
+
+def changed(changes: dict[str, Any]) -> dict[str, Any]:
+    """The example manifest with `changes` merged into its spec; a `metadata` entry replaces
+    metadata fields instead."""
+    changes = dict(changes)
+    obj = manifest(**{k: v for k, v in changes.items() if k != "metadata"})
+    obj["metadata"].update(changes.get("metadata", {}))
+    return obj
 
 
 def with_value(spec: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
@@ -230,6 +240,10 @@ def test_schema_rejects_malformed_values(path: tuple[str, ...], value: Any) -> N
 
 CEL_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # CRD message: (changes that break the rule, changes on its accepted side of the boundary)
+    "metadata.name must be a DNS label of at most 63 characters": (
+        {"metadata": {"name": "a" * 64}},
+        {"metadata": {"name": "a" * 63}},
+    ),
     "batching.maxBatchDelayMs must be shorter than responseTimeoutSeconds": (
         {"batching": {"maxBatchDelayMs": 60_000}, "responseTimeoutSeconds": 60},
         {"batching": {"maxBatchDelayMs": 59_999}, "responseTimeoutSeconds": 60},
@@ -290,14 +304,14 @@ def test_every_cel_rule_has_a_case() -> None:
 @pytest.mark.parametrize("key", list(CEL_CASES))
 def test_cel_rule_rejects_and_parse_spec_agrees(key: str) -> None:
     broken, accepted = CEL_CASES[key]
-    obj = manifest(**broken)
+    obj = changed(broken)
     # Only CEL guards this: the structural schema alone accepts the object.
     assert crd_schema.errors(CRD, obj) == []
     assert [case_for(m) for m in crd_schema.cel_violations(CRD, obj)] == [key]
     with pytest.raises(SpecError):
         parse(obj)
 
-    obj = manifest(**accepted)
+    obj = changed(accepted)
     assert crd_schema.errors(CRD, obj) == []
     assert crd_schema.cel_violations(CRD, obj) == []
     parse(obj)
@@ -306,3 +320,13 @@ def test_cel_rule_rejects_and_parse_spec_agrees(key: str) -> None:
 def test_cel_env_rule_names_exactly_the_managed_variables() -> None:
     (rule,) = [r for _, r, m in crd_schema.cel_rules(SCHEMA) if m.startswith("env must not")]
     assert re.findall(r"'(MARSERVE_[A-Z_]+)'", rule) == list(MANAGED_ENV)
+
+
+@pytest.mark.parametrize("name", ["3d-model", "Resnet", "res_net", "resnet-", "a" * 64])
+def test_names_that_cannot_name_a_service_are_rejected(name: str) -> None:
+    obj = changed({"metadata": {"name": name}})
+    assert [case_for(m) for m in crd_schema.cel_violations(CRD, obj)] == [
+        "metadata.name must be a DNS label of at most 63 characters"
+    ]
+    with pytest.raises(SpecError, match=r"metadata\.name"):
+        parse(obj)
