@@ -92,3 +92,7 @@ def _output(item: Any, name: str) -> dict[str, Any]:
         "shape": list(array.shape),
         "data": array.flatten().tolist(),
     }
+
+
+KServev2Envelope = KServeV2Envelope
+"""TorchServe's spelling of the class name, for handlers that import it."""
