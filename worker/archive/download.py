@@ -45,7 +45,7 @@ def is_remote(source: str) -> bool:
 def display_url(url: str) -> str:
     """The URL without user info or query: safe to print and to put in a pod's status."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def download(
