@@ -54,11 +54,13 @@ def model_inputs(tmp_path_factory: pytest.TempPathFactory) -> ModelInputs:
     models.write_text(extras / ".hidden_dir" / "skipped.txt", "left out")
     models.write_text(extras / "__pycache__" / "skipped.pyc", "left out")
     models.write_text(extras / ".dotfile", "kept: only hidden directories are left out")
+    for name in ("a.md", "b.md"):
+        models.write_text(root / "docs" / name, f"# {name}")
     return ModelInputs(
         model_file=model_file,
         serialized_file=weights,
         handler=handler,
-        extra_files=(labels, extras),
+        extra_files=(labels, extras, root / "docs" / "*.md"),
         requirements_file=models.write_text(root / "requirements.txt", "numpy\n"),
         config_file=models.write_text(root / "model-config.yaml", "batchSize: 4\n"),
     )

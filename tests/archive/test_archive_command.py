@@ -51,7 +51,8 @@ def test_same_manifest_and_files_as_the_real_archiver(
     assert ours_files.keys() == real_files.keys()
     del ours_files[MANIFEST_PATH], real_files[MANIFEST_PATH]
     assert ours_files == real_files
-    assert {"vocab.txt", "nested/deep.txt", ".dotfile", "index_to_name.json"} <= set(ours_files)
+    expected = {"vocab.txt", "nested/deep.txt", ".dotfile", "index_to_name.json", "a.md", "b.md"}
+    assert expected <= set(ours_files)
     assert not any("skipped" in name for name in ours_files)
 
 
@@ -191,11 +192,22 @@ def test_a_failed_write_leaves_the_old_archive_and_no_temporary_files(
     assert after == before
 
 
-def test_bad_model_name_is_refused(marserve: Callable[..., Any], tmp_path: Path) -> None:
-    outcome = marserve(
-        "archive", "--model-name", "../evil", "-v", "1", "--handler", "base_handler",
-        "--export-path", tmp_path,
-    )  # fmt: skip
+@pytest.mark.parametrize(
+    ("flags", "expect"),
+    [
+        (("--model-name", "../evil", "--handler", "base_handler"), "must match"),
+        (("--model-name", "m", "--handler", "no_such_handler.py"), "does not exist"),
+        (
+            ("--model-name", "m", "--handler", "base_handler", "--extra-files", "nowhere.txt"),
+            "extra file nowhere.txt does not exist",
+        ),
+    ],
+)
+def test_bad_input_is_refused_in_one_line(
+    flags: tuple[str, ...], expect: str, marserve: Callable[..., Any], tmp_path: Path
+) -> None:
+    outcome = marserve("archive", *flags, "-v", "1", "--export-path", tmp_path / "out")
     assert outcome.code == 2
-    assert "must match" in outcome.stderr_lines[0]
-    assert list(tmp_path.iterdir()) == []
+    assert len(outcome.stderr_lines) == 1
+    assert expect in outcome.stderr_lines[0]
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

@@ -143,3 +143,12 @@ def test_unpacked_modes_are_plain(tmp_path: Path) -> None:
     dest = extract_archive(archive_path, tmp_path / "models")
     assert (dest / MANIFEST_PATH).stat().st_mode & 0o7777 == 0o644
     assert (dest / "run.sh").stat().st_mode & 0o7777 == 0o755
+
+
+def test_destination_inside_the_source_directory_is_refused(
+    real_mars: dict[str, Path], tmp_path: Path
+) -> None:
+    source = Path(shutil.copytree(real_mars["no-archive"], tmp_path / "model"))
+    with pytest.raises(ArchiveError, match="must not be inside the source directory"):
+        extract_archive(source, source / "copy")
+    assert not (source / "copy").exists()

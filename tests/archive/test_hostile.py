@@ -85,6 +85,15 @@ def _damaged_weights(real: Path, tmp: Path) -> Path:
     return path
 
 
+def _directory_with_link(tmp: Path, target: str) -> Path:
+    """A no-archive model directory holding a symlink that leads out of it."""
+    source = tmp / "model-dir"
+    (source / "MAR-INF").mkdir(parents=True)
+    (source / MANIFEST_PATH).write_text(MANIFEST)
+    (source / "evil").symlink_to(target)
+    return source
+
+
 def _cut(source: Path, tmp: Path, fraction: float) -> Path:
     path = tmp / f"cut-{source.name}"
     data = source.read_bytes()
@@ -159,6 +168,16 @@ CASES = [
         "zip symlink out of DEST",
         lambda t, r: _zip(t / "a.mar", [*_valid_zip(t), (_zip_symlink("evil"), b"../../etc")]),
         "'evil' points outside the destination",
+    ),
+    Case(
+        "directory with a symlink out",
+        lambda t, r: _directory_with_link(t, "../../outside"),
+        "'evil' points outside the destination",
+    ),
+    Case(
+        "directory with an absolute symlink",
+        lambda t, r: _directory_with_link(t, "/etc/passwd"),
+        "is a symlink to an absolute path",
     ),
     Case(
         "tgz hard link out of DEST",
@@ -295,7 +314,8 @@ def test_hostile_archive_is_refused_cleanly(
     in_subprocess = case.subprocess_run and dest_kind == "new"
     outcome = marserve("extract", archive, dest, *case.flags, subprocess_run=in_subprocess)
     clean_failure(outcome, dest, expect=case.expect)
-    assert not [path for path in tmp_path.rglob("evil*") if path != archive]
+    leftovers = [path for path in tmp_path.rglob("evil*") if archive not in (path, path.parent)]
+    assert not leftovers
 
 
 def test_non_empty_destination_is_left_alone(

@@ -82,8 +82,6 @@ def create_archive(
     """Writes the archive `request` describes into `export_path`; returns its path."""
     contents.validate_request(request)
     target = writer.archive_path(export_path, request.model_name, archive_format)
-    if target.exists() and not force:
-        raise ArchiveError(f"{target} already exists (use --force to overwrite it)")
     files = contents.collect_files(request)
     manifest = contents.build_manifest(request, created=datetime.now())
     return writer.write_archive(

@@ -129,6 +129,8 @@ def _local_copy(
     path = Path(source)
     if not path.exists():
         raise ArchiveError(f"{source} does not exist")
+    if path.is_dir() and staging.resolve().is_relative_to(path.resolve()):
+        raise ArchiveError(f"the destination must not be inside the source directory {source}")
     if path.is_file() and path.stat().st_size > limits.max_archive_bytes:
         raise ArchiveError(
             f"{source} is {format_size(path.stat().st_size)}, over the limit of "
