@@ -124,3 +124,46 @@ def torch_model_archiver(
     subprocess.run(command, check=True, capture_output=True, text=True)
     suffix = {"default": ".mar", "zip-store": ".mar", "tgz": ".tar.gz", "no-archive": ""}
     return export_path / f"{model_name}{suffix[archive_format]}"
+
+
+def write_aoti_package(model: torch.nn.Module, directory: Path, example: torch.Tensor) -> Path:
+    """Compiles `model` ahead of time with AOTInductor into `model.pt2` (batch axis dynamic).
+
+    This really runs the C++ compiler: tens of seconds on a small machine.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    program = _export_with_dynamic_batch(model, example)
+    path = directory / "model.pt2"
+    torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+    return path
+
+
+def write_aot_shared_library(
+    model: torch.nn.Module, directory: Path, example: torch.Tensor
+) -> Path:
+    """TorchServe's legacy AOTInductor input: `model.so` from `torch._export.aot_compile`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "model.so"
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    torch._export.aot_compile(
+        model,
+        (example,),
+        dynamic_shapes={"x": {0: batch}},
+        options={"aot_inductor.output_path": str(path)},
+    )
+    return path
+
+
+def write_exported_program(model: torch.nn.Module, directory: Path, example: torch.Tensor) -> Path:
+    """`model.pt2` from `torch.export.save`: an exported program, not compiled code."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "model.pt2"
+    torch.export.save(_export_with_dynamic_batch(model, example), str(path))
+    return path
+
+
+def _export_with_dynamic_batch(
+    model: torch.nn.Module, example: torch.Tensor
+) -> torch.export.ExportedProgram:
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    return torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})

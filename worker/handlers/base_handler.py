@@ -83,11 +83,11 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
             assert model_file is not None
             model = self._load_pickled_model(model_dir, model_file, self.model_pt_path)
             return model.to(self.device).eval()
+        assert self.model_pt_path is not None
+        formats.require_file(Path(self.model_pt_path))
         if self.model_format is formats.ModelFormat.TORCHSCRIPT:
-            assert self.model_pt_path is not None
             return self._load_torchscript_model(self.model_pt_path)
         if self.model_format is formats.ModelFormat.AOT_SHARED_LIBRARY:
-            assert self.model_pt_path is not None
             return self._load_torch_export_aot_compile(self.model_pt_path)
         assert self.model_format is not None and self.device is not None
         return formats.load_model(

@@ -15,17 +15,12 @@ CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
 
 
-def available_cpus(
-    *,
-    cpu_max: Path = CGROUP_V2_CPU_MAX,
-    v1_quota: Path = CGROUP_V1_QUOTA,
-    v1_period: Path = CGROUP_V1_PERIOD,
-) -> int:
+def available_cpus() -> int:
     """The cgroup CPU limit rounded up (v2 `cpu.max`, then v1 CFS quota), else the CPU count."""
     host = _host_cpus()
-    limit = _v2_limit(cpu_max)
+    limit = _v2_limit(CGROUP_V2_CPU_MAX)
     if limit is None:
-        limit = _v1_limit(v1_quota, v1_period)
+        limit = _v1_limit(CGROUP_V1_QUOTA, CGROUP_V1_PERIOD)
     if limit is None:
         return host
     return max(1, min(host, math.ceil(limit)))

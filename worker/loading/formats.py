@@ -89,7 +89,7 @@ def load_model(
             model_dir=model_dir, model_file=model_file, weights=weights, device=device
         )
     assert weights is not None
-    _require_file(weights)
+    require_file(weights)
     loaders: dict[ModelFormat, Callable[[Path, torch.device], Any]] = {
         ModelFormat.TORCHSCRIPT: load_torchscript,
         ModelFormat.ONNX: open_onnx_session,
@@ -106,7 +106,7 @@ def load_eager(
     model_class = model_class_from_file(model_dir / model_file)
     model = model_class()
     if weights is not None:
-        _require_file(weights)
+        require_file(weights)
         try:
             state_dict = torch.load(weights, map_location=device, weights_only=True)
         except Exception as error:
@@ -172,6 +172,7 @@ def _is_aoti_package(path: Path) -> bool:
         raise ModelLoadError(f"{path.name} is not a .pt2 package (not a zip file)") from error
 
 
-def _require_file(path: Path) -> None:
+def require_file(path: Path) -> None:
+    """Fails with the manifest's file name when the archive does not contain it."""
     if not path.is_file():
         raise ModelLoadError(f"the serialized file {path.name} named by the manifest is missing")
