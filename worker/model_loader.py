@@ -23,8 +23,6 @@ from marserve.worker.manifest import MANIFEST_PATH, read_manifest
 from marserve.worker.service import EntryPoint, Service
 from marserve.worker.utils import list_classes_from_module
 
-BUILTIN_PACKAGE = "marserve.worker.handlers"
-
 
 class HandlerLoadError(ValueError):
     """The handler named by the manifest or override cannot be imported or has no entry point."""
@@ -183,11 +181,17 @@ def _import_handler_module(module_name: str, *, model_dir: Path) -> ModuleType:
         return _import_file(module_name, local_file)
     if _module_exists(module_name):
         return _import(module_name)
-    if importlib.util.find_spec(f"{BUILTIN_PACKAGE}.{module_name}") is not None:
-        return _import(f"{BUILTIN_PACKAGE}.{module_name}")
+    from marserve.worker.handlers import builtin
+
+    if module_name in builtin.BUILTIN_HANDLERS:
+        return _import(builtin.BUILTIN_HANDLERS[module_name])
+    if module_name in builtin.UNSUPPORTED_BUILTIN_HANDLERS:
+        reason = builtin.UNSUPPORTED_BUILTIN_HANDLERS[module_name]
+        raise HandlerLoadError(f"built-in handler {module_name} is not available: {reason}")
     raise HandlerLoadError(
         f"handler {module_name} not found: no {module_name}.py in {model_dir}, no importable"
         f" module {module_name} and no built-in handler of that name"
+        f" (built-ins: {', '.join(builtin.BUILTIN_HANDLERS)})"
     )
 
 

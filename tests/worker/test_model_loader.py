@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from marserve.worker.manifest import ManifestError
-from marserve.worker.model_loader import HandlerLoadError, ModelLoader, TsModelLoader, load_service
+from marserve.worker.model_loader import (
+    HandlerLoadError,
+    ModelLoader,
+    TsModelLoader,
+    load_service,
+    resolve_handler,
+)
 
 
 def answers(service: Any, batch: list[Any]) -> list[Any]:
@@ -162,7 +168,8 @@ def test_load_service_requires_a_manifest(tmp_path: Path) -> None:
             "handler.py",
             "handler module handler .* failed to import: ModuleNotFoundError",
         ),
-        ("", "no_such_module.py", "handler no_such_module not found"),
+        ("", "no_such_module.py", "handler no_such_module not found.*built-ins: base_handler, "),
+        ("", "text_classifier", "built-in handler text_classifier is not available: .*torchtext"),
         ("serve = 3\n", "handler.py:serve", "handler handler:serve is not callable"),
     ],
 )
@@ -211,3 +218,21 @@ def test_built_in_handler_name_resolves_end_to_end(
     expected = models.make_mlp()(torch.tensor(rows)).tolist()
     got = answers(service, make_batch(rows))
     assert torch.allclose(torch.tensor(got), torch.tensor(expected), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "class_name"),
+    [
+        ("base_handler", "BaseHandler"),
+        ("image_classifier", "ImageClassifier"),
+        ("image_segmenter", "ImageSegmenter"),
+        ("object_detector", "ObjectDetector"),
+    ],
+)
+def test_every_built_in_name_resolves_to_its_handler_class(
+    tmp_path: Path, name: str, class_name: str
+) -> None:
+    entry_point, _ = resolve_handler(name, model_dir=tmp_path)
+    handler = entry_point.__self__  # type: ignore[attr-defined]
+    assert type(handler).__name__ == class_name
+    assert type(handler).__module__ == f"marserve.worker.handlers.{name}"
