@@ -62,9 +62,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Listing:
-    """An opened archive. Zips declare their totals up front; streamed tars do not."""
+    """An opened archive. Zips declare their totals up front; tars and directories do not."""
 
-    format: str
     declared_bytes: int | None
     declared_entries: int | None
     entries: Iterator[Entry]
@@ -92,16 +91,16 @@ def open_entries(path: Path) -> Iterator[Listing]:
     """Opens `path` in the format its content shows and lists its entries lazily."""
     kind = detect_format(path)
     if kind == "directory":
-        yield Listing(kind, None, None, _directory_entries(path))
+        yield Listing(None, None, _directory_entries(path))
     elif kind == "zip":
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
             total = sum(info.file_size for info in infos)
-            yield Listing(kind, total, len(infos), _zip_entries(archive, infos))
+            yield Listing(total, len(infos), _zip_entries(archive, infos))
     else:
         # Not stream mode ("r|*"): it takes a truncated gzip for a clean end of the archive.
         with tarfile.open(path, "r:*") as archive:
-            yield Listing(kind, None, None, _tar_entries(archive))
+            yield Listing(None, None, _tar_entries(archive))
 
 
 def _zip_entries(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> Iterator[Entry]:
