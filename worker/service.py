@@ -58,7 +58,7 @@ class Service:
     ) -> None:
         model = (manifest or {}).get("model", {})
         config_file = model.get("configFile") if isinstance(model, Mapping) else None
-        yaml_config = get_yaml_config(os.path.join(model_dir, config_file)) if config_file else {}
+        yaml_config = _model_config(model_dir, config_file) if config_file else {}
         self._entry_point = entry_point
         self._context = Context(
             model_name,
@@ -184,6 +184,15 @@ class Service:
             )
         self.metrics.add_time("PredictionTime", elapsed_ms, None, "ms")
         return results
+
+
+def _model_config(model_dir: str, config_file: str) -> dict[str, Any]:
+    path = os.path.join(model_dir, config_file)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"model config {config_file} named by the manifest is not in {model_dir}"
+        )
+    return get_yaml_config(path)
 
 
 def decode_value(value: Any, content_type: str) -> Any:

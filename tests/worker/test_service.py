@@ -155,6 +155,19 @@ def test_model_yaml_named_by_manifest_reaches_the_context(tmp_path: Path) -> Non
     assert service.context.system_properties["batch_size"] == 8
 
 
+def test_missing_model_config_is_named(tmp_path: Path) -> None:
+    manifest = {"model": {"modelName": "tiny", "handler": "h.py", "configFile": "gone.yaml"}}
+    with pytest.raises(FileNotFoundError, match=r"model config gone\.yaml named by the manifest"):
+        make_service(tmp_path, Recorder(), manifest=manifest)
+
+
+def test_model_config_must_be_a_mapping(tmp_path: Path) -> None:
+    (tmp_path / "cfg.yaml").write_text("- just\n- a list\n")
+    manifest = {"model": {"modelName": "tiny", "handler": "h.py", "configFile": "cfg.yaml"}}
+    with pytest.raises(ValueError, match="must be a YAML mapping"):
+        make_service(tmp_path, Recorder(), manifest=manifest)
+
+
 # --- error paths (single request: no isolation involved) -----------------------------------------
 
 
