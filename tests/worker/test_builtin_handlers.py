@@ -1,0 +1,167 @@
+"""Built-in handlers: TorchServe's pre- and post-processing, checked against independent code."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+
+from marserve.worker.errors import PredictionException
+from marserve.worker.handlers.base_handler import BaseHandler
+from marserve.worker.handlers.builtin import BUILTIN_HANDLERS, UNSUPPORTED_BUILTIN_HANDLERS
+from marserve.worker.handlers.image_classifier import ImageClassifier
+from marserve.worker.handlers.image_segmenter import ImageSegmenter
+from marserve.worker.handlers.image_transforms import CenterCrop, Resize
+from marserve.worker.handlers.object_detector import ObjectDetector
+from support import handler_fixtures, models
+from support.handler_fixtures import image_bytes, imagenet_reference, random_image
+
+LABELS = {"0": ["n0", "ant"], "1": ["n1", "bee"], "2": ["n2", "cat"], "3": ["n3", "dog"]}
+
+
+def _serve(handler: BaseHandler, model_dir: Path, **context: Any) -> BaseHandler:
+    handler.initialize(
+        handler_fixtures.make_context(model_dir, serialized_file="model.pt", **context)
+    )
+    return handler
+
+
+def _handle(handler: BaseHandler, rows: list[dict[str, Any]]) -> Any:
+    assert handler.context is not None
+    return handler.handle(rows, handler_fixtures.with_headers(handler.context, [{}] * len(rows)))
+
+
+@pytest.fixture
+def cnn(tmp_path: Path) -> torch.nn.Module:
+    model = models.make_cnn(seed=2)
+    models.write_torchscript(model, tmp_path)
+    models.write_json(tmp_path / "index_to_name.json", LABELS)
+    return model
+
+
+@pytest.mark.parametrize(("width", "height"), [(300, 200), (200, 333), (256, 256), (120, 90)])
+def test_classifier_preprocessing_matches_torchvision_semantics(width: int, height: int) -> None:
+    image = random_image(width, height, seed=width)
+    actual = ImageClassifier.image_processing(image)
+    assert actual.shape == (3, 224, 224)
+    torch.testing.assert_close(actual, imagenet_reference(image), atol=1e-5, rtol=1e-5)
+
+
+def test_resize_keeps_the_aspect_ratio() -> None:
+    assert Resize(256)(random_image(400, 300)).size == (341, 256)
+    assert Resize(256)(random_image(300, 400)).size == (256, 341)
+
+
+def test_center_crop_pads_small_images_with_black() -> None:
+    image = Image.new("L", (2, 4), color=200)
+    cropped = CenterCrop(4)(image)
+    assert cropped.size == (4, 4)
+    assert [cropped.getpixel((x, 0)) for x in range(4)] == [0, 200, 200, 0]
+
+
+def test_image_classifier_answers_top_labels(tmp_path: Path, cnn: torch.nn.Module) -> None:
+    images = [random_image(320, 240, seed=1), random_image(200, 260, seed=2, mode="RGBA")]
+    rows: list[dict[str, Any]] = [
+        {"data": image_bytes(images[0], "PNG")},
+        {"body": base64.b64encode(image_bytes(images[1], "PNG")).decode()},
+    ]
+    handler = _serve(ImageClassifier(), tmp_path)
+    output = _handle(handler, rows)
+
+    with torch.no_grad():
+        probs = torch.softmax(cnn(torch.stack([imagenet_reference(i) for i in images])), dim=1)
+    top = torch.topk(probs, 4, dim=1)
+    assert len(output) == 2
+    for answer, values, indices in zip(output, top.values, top.indices, strict=True):
+        assert list(answer) == [LABELS[str(int(i))][-1] for i in indices]
+        torch.testing.assert_close(torch.tensor(list(answer.values())), values)
+
+
+def test_classifier_topk_is_adjustable(tmp_path: Path, cnn: torch.nn.Module) -> None:
+    handler = _serve(ImageClassifier(), tmp_path)
+    handler.set_max_result_classes(2)
+    (answer,) = _handle(handler, [{"body": image_bytes(random_image(64, 64), "JPEG")}])
+    assert handler.get_max_result_classes() == 2 and len(answer) == 2
+
+
+def test_vision_rows_may_be_tensors_as_lists(tmp_path: Path, cnn: torch.nn.Module) -> None:
+    pixels = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    handler = _serve(ImageClassifier(), tmp_path)
+    (answer,) = _handle(handler, [{"data": pixels.tolist()}])
+    with torch.no_grad():
+        best = int(cnn(pixels[None]).argmax())
+    assert next(iter(answer)) == LABELS[str(best)][-1]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [(b"\x89PNG but not really", "not an image"), ("***not base64***", "not valid base64")],
+)
+def test_undecodable_images_are_400(
+    tmp_path: Path, cnn: torch.nn.Module, body: bytes | str, message: str
+) -> None:
+    handler = _serve(ImageClassifier(), tmp_path)
+    with pytest.raises(PredictionException, match=message) as caught:
+        _handle(handler, [{"body": body}])
+    assert caught.value.error_code == 400
+
+
+def test_limit_max_image_pixels_false_lifts_the_pil_limit(
+    tmp_path: Path, cnn: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    _serve(ImageClassifier(), tmp_path, limit_max_image_pixels=True)
+    assert Image.MAX_IMAGE_PIXELS is not None
+    _serve(ImageClassifier(), tmp_path, limit_max_image_pixels=False)
+    assert Image.MAX_IMAGE_PIXELS is None
+
+
+def test_image_segmenter_answers_class_and_probability_per_pixel(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = handler_fixtures.TinySegmenter().eval()
+    models.write_torchscript(model, tmp_path)
+    image = random_image(240, 240, seed=5)
+    handler = _serve(ImageSegmenter(), tmp_path)
+    output = torch.tensor(_handle(handler, [{"body": image_bytes(image)}]))
+
+    with torch.no_grad():
+        probs = torch.softmax(model(imagenet_reference(image)[None])["out"], dim=1)
+    assert output.shape == (1, 224, 224, 2)
+    torch.testing.assert_close(output[..., 0], probs.argmax(dim=1).float())
+    torch.testing.assert_close(output[..., 1], probs.max(dim=1).values)
+
+
+def test_object_detector_keeps_confident_boxes(tmp_path: Path) -> None:
+    models.write_torchscript(handler_fixtures.FixedDetector(), tmp_path)
+    models.write_json(tmp_path / "index_to_name.json", {"object_type_names": ["bg", "person"]})
+    white, black = Image.new("RGB", (8, 8), "white"), Image.new("RGB", (8, 8), "black")
+    handler = _serve(ObjectDetector(), tmp_path)
+    output = _handle(handler, [{"body": image_bytes(white)}, {"body": image_bytes(black)}])
+    assert output == [
+        [{"person": [0.0, 0.0, 4.0, 4.0], "score": 1.0}, {"3": [5.0] * 4, "score": 0.5}],
+        [{"2": [1.0, 2.0, 3.0, 4.0], "score": 1.0}, {"3": [5.0] * 4, "score": 0.5}],
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_HANDLERS))
+def test_builtin_names_resolve_to_one_handler_class(name: str) -> None:
+    module = importlib.import_module(BUILTIN_HANDLERS[name])
+    own_classes = [
+        cls
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__ == module.__name__
+    ]
+    assert len(own_classes) == 1
+    assert issubclass(own_classes[0], BaseHandler)
+    assert module.__name__.rsplit(".", 1)[-1] == name, "named as TorchServe's module"
+
+
+def test_text_classifier_is_declined_with_the_reason() -> None:
+    assert "text_classifier" not in BUILTIN_HANDLERS
+    assert "torchtext" in UNSUPPORTED_BUILTIN_HANDLERS["text_classifier"]
