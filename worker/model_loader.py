@@ -173,9 +173,7 @@ def _single_handler_class(module: ModuleType) -> type:
 def _import_handler_module(module_name: str, *, model_dir: Path) -> ModuleType:
     """Imports a handler from the model directory, a dotted module, or the built-ins, in order."""
     compat.install()
-    directory = str(model_dir.resolve())
-    if directory not in sys.path:
-        sys.path.append(directory)
+    add_to_import_path(model_dir)
     local_file = model_dir / f"{module_name}.py"
     if local_file.is_file():
         return _import_file(module_name, local_file)
@@ -193,6 +191,15 @@ def _import_handler_module(module_name: str, *, model_dir: Path) -> ModuleType:
         f" module {module_name} and no built-in handler of that name"
         f" (built-ins: {', '.join(builtin.BUILTIN_HANDLERS)})"
     )
+
+
+def add_to_import_path(model_dir: Path) -> None:
+    """Model files shadow installed packages, as under TorchServe's PYTHONPATH, not the stdlib."""
+    directory = str(model_dir.resolve())
+    if directory in sys.path:
+        return
+    packages = (i for i, entry in enumerate(sys.path) if entry.endswith("-packages"))
+    sys.path.insert(next(packages, len(sys.path)), directory)
 
 
 def _import_file(module_name: str, path: Path) -> ModuleType:

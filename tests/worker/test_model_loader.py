@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +238,14 @@ def test_every_built_in_name_resolves_to_its_handler_class(
     handler = entry_point.__self__  # type: ignore[attr-defined]
     assert type(handler).__name__ == class_name
     assert type(handler).__module__ == f"marserve.worker.handlers.{name}"
+
+
+def test_model_dir_goes_before_installed_packages_but_after_the_stdlib(
+    make_model_dir: Any,
+) -> None:
+    model_dir = make_model_dir("def handle(data, context):\n    return data\n")
+    load_service(model_dir)
+    position = sys.path.index(str(model_dir.resolve()))
+    site = [i for i, entry in enumerate(sys.path) if entry.endswith("site-packages")]
+    stdlib = sys.path.index(os.path.dirname(os.__file__))
+    assert stdlib < position < min(site)
