@@ -1,0 +1,233 @@
+"""Autoscaling that works, on a real Prometheus scraping real workers under a real load.
+
+The operator's KEDA queries and the chart's prometheus-adapter rules are evaluated at the same
+instants while idle, under a bounded load of CONCURRENCY clients, and after it: the in-flight
+signal must read ~0, then close to the number of clients, then ~0 again; both paths must give
+the same number; and the replica count an HPA would compute from it must rise and fall.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from marserve.operator.resources import metrics_queries
+from marserve.operator.spec import Metric, ModelSpec, parse_spec
+from support.prometheus import PrometheusServer
+
+CONCURRENCY = 8
+LOAD_SECONDS = 8.0
+MAX_REQUESTS = 400
+TARGET_INFLIGHT_PER_POD = 2.0
+MIN_REPLICAS, MAX_REPLICAS = 1, 10
+HPA_TOLERANCE = 0.1  # the HPA controller's default --horizontal-pod-autoscaler-tolerance
+LOAD_SCRIPT = Path(__file__).with_name("load.py")
+METRICS: tuple[Metric, ...] = ("inflight", "queueDepth", "requestsPerSecond")
+
+
+def model_spec(served: Any, metric: Metric) -> ModelSpec:
+    """The InferenceModel behind the workers, autoscaled by KEDA on one metric."""
+    return parse_spec(
+        name=served.name,
+        namespace=served.namespace,
+        spec={
+            "archive": {"uri": "https://models.example.com/slow.mar"},
+            "autoscaling": {
+                "engine": "keda",
+                "metric": metric,
+                "target": TARGET_INFLIGHT_PER_POD,
+                "minReplicas": MIN_REPLICAS,
+                "maxReplicas": MAX_REPLICAS,
+            },
+        },
+    )
+
+
+def adapter_query(rules: Sequence[Mapping[str, Any]], metric: Metric, served: Any) -> str:
+    """The PromQL prometheus-adapter runs when an HPA asks for this metric of the model's pods."""
+    name = metrics_queries.METRIC_QUERIES[metric].name
+    (rule,) = [rule for rule in rules if rule["name"]["as"] == name]
+    matchers = f'namespace="{served.namespace}",pod=~"{"|".join(served.pods)}"'
+    query: str = rule["metricsQuery"]
+    return query.replace("<<.LabelMatchers>>", matchers).replace("<<.GroupBy>>", "pod")
+
+
+def hpa_desired_replicas(*, current: int, per_pod_values: Sequence[float], target: float) -> int:
+    """The HPA controller's rule for a Pods metric with an AverageValue target."""
+    ratio = statistics.fmean(per_pod_values) / target
+    desired = current if abs(ratio - 1) <= HPA_TOLERANCE else math.ceil(ratio * current)
+    return min(max(desired, MIN_REPLICAS), MAX_REPLICAS)
+
+
+def keda_desired_replicas(*, value: float, threshold: float) -> int:
+    """KEDA's prometheus trigger is an External AverageValue metric: value / threshold pods."""
+    return min(max(math.ceil(value / threshold), MIN_REPLICAS), MAX_REPLICAS)
+
+
+@dataclass
+class Reading:
+    """Both paths' values for every metric, read at one instant."""
+
+    at: float
+    keda: dict[Metric, float]
+    adapter: dict[Metric, dict[str, float]]
+
+
+@dataclass
+class Scenario:
+    pods: list[str]
+    idle: Reading
+    under_load: list[Reading]
+    after: Reading
+    load_summary: dict[str, int]
+    dashboard_results: dict[str, int] = field(default_factory=dict)
+
+
+def read(prometheus: PrometheusServer, rules: Sequence[Mapping[str, Any]], served: Any) -> Reading:
+    at = time.time()
+    keda: dict[Metric, float] = {}
+    adapter: dict[Metric, dict[str, float]] = {}
+    for metric in METRICS:
+        samples = prometheus.query(metrics_queries.keda_query(model_spec(served, metric)), at=at)
+        keda[metric] = sum(sample.value for sample in samples)
+        per_pod = prometheus.query(adapter_query(rules, metric, served), at=at)
+        adapter[metric] = {sample.labels["pod"]: sample.value for sample in per_pod}
+    return Reading(at=at, keda=keda, adapter=adapter)
+
+
+def dashboard_expressions(dashboard: Mapping[str, Any], served: Any) -> list[str]:
+    """Every panel query, with Grafana's variables set as a user viewing this model would."""
+    return [
+        target["expr"]
+        .replace("$namespace", served.namespace)
+        .replace("$model", served.name)
+        .replace("$__rate_interval", "1m")
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    ]
+
+
+@pytest.fixture(scope="module")
+def scenario(
+    prometheus: PrometheusServer,
+    served_model: Any,
+    adapter_rules: list[dict[str, Any]],
+    dashboard: dict[str, Any],
+) -> Scenario:
+    idle = read(prometheus, adapter_rules, served_model)
+    command = [sys.executable, str(LOAD_SCRIPT)]
+    for worker in served_model.workers:
+        command += ["--url", f"{worker.inference_url}/predictions/{served_model.name}"]
+    command += [
+        *("--concurrency", str(CONCURRENCY)),
+        *("--duration", str(LOAD_SECONDS)),
+        *("--max-requests", str(MAX_REQUESTS)),
+    ]
+    load = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    under_load = []
+    try:
+        time.sleep(2.5)  # clients connected and at least one scrape taken under load
+        while load.poll() is None and len(under_load) < 20:
+            under_load.append(read(prometheus, adapter_rules, served_model))
+            time.sleep(0.5)
+        output, _ = load.communicate(timeout=LOAD_SECONDS + 60)
+    finally:
+        if load.poll() is None:
+            load.kill()
+    inflight = metrics_queries.keda_query(model_spec(served_model, "inflight"))
+    prometheus.wait_for(inflight, lambda s: sum(x.value for x in s) == 0, timeout_s=15)
+    after = read(prometheus, adapter_rules, served_model)
+    results = {
+        expression: len(prometheus.query(expression))
+        for expression in dashboard_expressions(dashboard, served_model)
+    }
+    return Scenario(
+        pods=served_model.pods,
+        idle=idle,
+        under_load=under_load,
+        after=after,
+        load_summary=json.loads(output),
+        dashboard_results=results,
+    )
+
+
+def test_the_load_ran_and_succeeded(scenario: Scenario) -> None:
+    assert set(scenario.load_summary) == {"200"}, scenario.load_summary
+    assert scenario.load_summary["200"] >= CONCURRENCY * 2
+    assert len(scenario.under_load) >= 4
+
+
+def test_keda_inflight_query_tracks_the_load(scenario: Scenario) -> None:
+    under_load = [reading.keda["inflight"] for reading in scenario.under_load]
+    assert scenario.idle.keda["inflight"] == 0
+    assert max(under_load) <= CONCURRENCY
+    assert statistics.median(under_load) >= 0.6 * CONCURRENCY, under_load
+    assert scenario.after.keda["inflight"] == 0
+
+
+def test_keda_queue_depth_query_tracks_the_load(scenario: Scenario) -> None:
+    # Each worker runs one request; the rest of the clients' requests wait.
+    waiting = CONCURRENCY - len(scenario.pods)
+    under_load = [reading.keda["queueDepth"] for reading in scenario.under_load]
+    assert scenario.idle.keda["queueDepth"] == 0
+    assert max(under_load) <= waiting
+    assert statistics.median(under_load) >= 0.5 * waiting, under_load
+    assert scenario.after.keda["queueDepth"] == 0
+
+
+def test_keda_request_rate_rises_with_the_load(scenario: Scenario) -> None:
+    assert scenario.idle.keda["requestsPerSecond"] == 0
+    assert scenario.under_load[-1].keda["requestsPerSecond"] > 0
+
+
+def test_adapter_rules_give_the_same_numbers_per_pod(scenario: Scenario) -> None:
+    for reading in [scenario.idle, *scenario.under_load, scenario.after]:
+        for metric in METRICS:
+            per_pod = reading.adapter[metric]
+            if metric == "requestsPerSecond":
+                # A pod's request counter appears with its first request and needs two scrapes
+                # for a rate: until then neither path sees that pod (KEDA reads nothing as 0).
+                assert set(per_pod) <= set(scenario.pods), per_pod
+            else:
+                assert sorted(per_pod) == sorted(scenario.pods), (metric, per_pod)
+            assert math.isclose(sum(per_pod.values()), reading.keda[metric], abs_tol=1e-9)
+    assert sorted(scenario.after.adapter["requestsPerSecond"]) == sorted(scenario.pods)
+
+
+def test_desired_replicas_rise_under_load_and_fall_after(scenario: Scenario) -> None:
+    current = len(scenario.pods)
+
+    def desired(reading: Reading) -> tuple[int, int]:
+        hpa = hpa_desired_replicas(
+            current=current,
+            per_pod_values=list(reading.adapter["inflight"].values()),
+            target=TARGET_INFLIGHT_PER_POD,
+        )
+        keda = keda_desired_replicas(
+            value=reading.keda["inflight"], threshold=TARGET_INFLIGHT_PER_POD
+        )
+        return hpa, keda
+
+    idle_hpa, idle_keda = desired(scenario.idle)
+    peak_hpa = max(desired(reading)[0] for reading in scenario.under_load)
+    after_hpa, after_keda = desired(scenario.after)
+    assert idle_hpa == idle_keda == MIN_REPLICAS
+    assert peak_hpa > current
+    assert peak_hpa <= math.ceil(CONCURRENCY / TARGET_INFLIGHT_PER_POD)
+    assert after_hpa == after_keda == MIN_REPLICAS
+
+
+def test_every_dashboard_query_returns_data(scenario: Scenario) -> None:
+    empty = [expression for expression, count in scenario.dashboard_results.items() if not count]
+    assert not empty, empty
+    assert len(scenario.dashboard_results) >= 7
