@@ -21,11 +21,18 @@ from support import models
 
 MARSERVE = Path(sys.executable).with_name("marserve")
 HANDLER_SOURCE = """
+    import torch
     from ts.torch_handler.base_handler import BaseHandler
 
 
     class MLPHandler(BaseHandler):
-        pass
+        \"\"\"Rows of 8 numbers in (JSON), 4 scores out.\"\"\"
+
+        def preprocess(self, data):
+            return torch.tensor([row["body"] for row in data], dtype=torch.float32)
+
+        def postprocess(self, data):
+            return data.tolist()
 """
 
 
