@@ -8,10 +8,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from marserve.worker import compat
+from marserve.worker.model_loader import load_service
+from marserve.worker.results import PredictionResult
 
 
 def run_python(code: str, *, cwd: Path, extra_path: Path | None = None) -> str:
@@ -166,3 +169,34 @@ def test_a_real_torchserve_is_left_alone(tmp_path: Path) -> None:
         extra_path=tmp_path / "site",
     )
     assert out == "False False torchserve"
+
+
+def test_torchserve_streaming_handler_streams_through_the_sink(
+    make_model_dir: Any, make_batch: Any
+) -> None:
+    model_dir = make_model_dir(
+        """
+        from ts.handler_utils.utils import send_intermediate_predict_response
+
+        def handle(data, context):
+            if data is None:
+                return None
+            for token in ("a", "b"):
+                parts = [f"{row['body']}-{token}" for row in data]
+                send_intermediate_predict_response(
+                    parts, context.request_ids, "Intermediate Prediction success", 200, context
+                )
+            return [f"{row['body']}-end" for row in data]
+        """
+    )
+    service = load_service(model_dir)
+    streamed: list[PredictionResult] = []
+    service.context.intermediate_response_sink = streamed.append
+    final = service.predict(make_batch(["x", "y"]))
+    assert [(r.request_id, r.body) for r in streamed] == [
+        ("r0", b"x-a"),
+        ("r1", b"y-a"),
+        ("r0", b"x-b"),
+        ("r1", b"y-b"),
+    ]
+    assert [r.body for r in final] == [b"x-end", b"y-end"]
