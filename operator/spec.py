@@ -146,7 +146,9 @@ class _Fields:
         return _Fields({} if value is None else value, self.where(key))
 
     def integer(self, key: str, default: int | None, *, low: int, high: int) -> int:
-        value = self.data.get(key, default)
+        value = self.data.get(key)
+        if value is None:
+            value = default
         if value is None:
             raise SpecError(f"{self.where(key)} is required")
         if isinstance(value, bool) or not isinstance(value, int):
@@ -162,7 +164,7 @@ class _Fields:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SpecError(f"{self.where(key)} must be a number, not {value!r}")
         if not low <= value <= high:
-            raise SpecError(f"{self.where(key)} must be between {low:g} and {high:g}, not {value}")
+            raise SpecError(f"{self.where(key)} must be between {low} and {high:.0f}, not {value}")
         return float(value)
 
     def text(
@@ -180,7 +182,9 @@ class _Fields:
         return value
 
     def choice(self, key: str, allowed: Sequence[str], default: str) -> str:
-        value = self.data.get(key, default)
+        value = self.data.get(key)
+        if value is None:
+            value = default
         if value not in allowed:
             raise SpecError(f"{self.where(key)} must be one of {', '.join(allowed)}, not {value!r}")
         return cast(str, value)

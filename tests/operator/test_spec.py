@@ -158,3 +158,13 @@ def test_errors_name_the_field_to_fix(spec: Any, message: str) -> None:
 def test_spec_error_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="spec"):
         parse_spec(name="m", namespace="ns", spec=["not", "a", "mapping"])  # type: ignore[arg-type]
+
+
+def test_explicit_nulls_take_the_defaults() -> None:
+    spec = {**minimal_spec(), "replicas": None, "imagePullPolicy": None, "batching": None}
+    model = parse(spec)
+    assert (model.replicas, model.image_pull_policy, model.batching) == (
+        1,
+        "IfNotPresent",
+        Batching(),
+    )
