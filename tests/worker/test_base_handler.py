@@ -10,6 +10,7 @@ import torch
 
 from marserve.worker.errors import PredictionException
 from marserve.worker.handlers.base_handler import BaseHandler
+from marserve.worker.handlers.timer import timed
 from support import handler_fixtures, models
 from support.handler_fixtures import InferenceModeProbe
 
@@ -167,3 +168,36 @@ def test_handle_without_request_headers_still_predicts(
     handler.context.request_processor = None
     output = handler.handle(ROWS, handler.context)
     torch.testing.assert_close(torch.tensor(output), model(torch.tensor(ROWS)).detach())
+
+
+@pytest.mark.parametrize("profile", [True, False])
+def test_stage_timings_when_the_yaml_asks(
+    served: tuple[BaseHandler, torch.nn.Module], profile: bool
+) -> None:
+    handler, _ = served
+    context = _context(handler, [{}] * 3)
+    context.model_yaml_config = {"handler": {"profile": profile}}
+    handler.handle(ROWS, context)
+    names = [record.name for record in context.metrics.drain()]
+    stages = ["ts_handler_preprocess", "ts_handler_inference", "ts_handler_postprocess"]
+    assert names == [*stages, "HandlerTime"] if profile else ["HandlerTime"]
+
+
+def test_custom_handlers_time_their_own_methods(
+    served: tuple[BaseHandler, torch.nn.Module],
+) -> None:
+    base, _ = served
+
+    class Custom(BaseHandler):
+        @timed
+        def preprocess(self, data: Any) -> torch.Tensor:
+            return torch.tensor(data, dtype=torch.float32)
+
+    handler = Custom()
+    assert base.context is not None
+    handler.initialize(base.context)
+    context = _context(handler, [{}] * 3)
+    context.model_yaml_config = {"handler": {"profile": True}}
+    handler.handle(ROWS, context)
+    records = [r for r in context.metrics.drain() if r.name == "ts_handler_preprocess"]
+    assert len(records) == 1 and records[0].unit == "ms"

@@ -11,7 +11,7 @@ import torch
 
 from marserve.worker.handlers.base_handler import BaseHandler
 from marserve.worker.loading import cpu
-from marserve.worker.loading.device import map_location, select_device
+from marserve.worker.loading.device import enable_tensor_cores, map_location, select_device
 from marserve.worker.loading.onnx_session import onnx_providers, open_onnx_session
 from support import handler_fixtures, models
 
@@ -25,6 +25,7 @@ def available(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: switches["cuda"])
     monkeypatch.setattr(torch.xpu, "is_available", lambda: switches["xpu"])
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: switches["mps"])
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda _device=None: (7, 5))
     return switches
 
 
@@ -168,3 +169,19 @@ def test_onnx_threads_follow_the_cpu_limit(monkeypatch: pytest.MonkeyPatch, tmp_
     _limit_cgroup(monkeypatch, tmp_path, v2="300000 100000\n")
     session = open_onnx_session(models.write_onnx(models.make_mlp(), tmp_path), torch.device("cpu"))
     assert session.get_session_options().intra_op_num_threads == 3
+
+
+@pytest.mark.parametrize(("capability", "precision"), [((8, 0), "high"), ((7, 5), "highest")])
+def test_tensor_cores_on_ampere_and_newer(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], precision: str
+) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda _device: capability)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        enable_tensor_cores(torch.device("cpu"))
+        assert torch.get_float32_matmul_precision() == "highest"
+        enable_tensor_cores(torch.device("cuda:0"))
+        assert torch.get_float32_matmul_precision() == precision
+    finally:
+        torch.set_float32_matmul_precision(previous)

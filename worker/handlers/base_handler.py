@@ -21,9 +21,10 @@ import torch
 from marserve.worker.context import Context
 from marserve.worker.errors import PredictionException
 from marserve.worker.handlers.labels import INDEX_TO_NAME_FILE, load_label_mapping
+from marserve.worker.handlers.timer import timed
 from marserve.worker.loading import formats
 from marserve.worker.loading.compile import compile_model, compile_options
-from marserve.worker.loading.device import map_location, select_device
+from marserve.worker.loading.device import enable_tensor_cores, map_location, select_device
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
         properties = context.system_properties
         self.device = select_device(properties.get("gpu_id"))
         self.map_location = map_location(self.device)
+        enable_tensor_cores(self.device)
         self.manifest = context.manifest
         model_dir = str(properties["model_dir"])
         model_entry = self.manifest.get("model", {})
@@ -118,15 +120,18 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
     def _use_torch_export_aot_compile(self) -> bool:
         return formats.wants_aot_compile(self.model_yaml_config)
 
+    @timed
     def preprocess(self, data: Any) -> Any:
         """Default: the request rows as one tensor on the model's device."""
         return torch.as_tensor(data, device=self.device)
 
+    @timed
     def inference(self, data: Any, *args: Any, **kwargs: Any) -> Any:
         """The forward pass, without autograd bookkeeping."""
         with torch.inference_mode():
             return self.model(data.to(self.device), *args, **kwargs)
 
+    @timed
     def postprocess(self, data: Any) -> Any:
         """Default: the output tensor as nested lists, one entry per request."""
         return data.tolist()

@@ -21,6 +21,7 @@ from marserve.worker.context import Context
 from marserve.worker.errors import PredictionException
 from marserve.worker.handlers.base_handler import BaseHandler
 from marserve.worker.handlers.image_transforms import ToTensor
+from marserve.worker.handlers.timer import timed
 
 
 class VisionHandler(BaseHandler, ABC):
@@ -33,6 +34,7 @@ class VisionHandler(BaseHandler, ABC):
         if not context.system_properties.get("limit_max_image_pixels", True):
             Image.MAX_IMAGE_PIXELS = None
 
+    @timed
     def preprocess(self, data: Sequence[Any]) -> torch.Tensor:
         images = [self._image_tensor(row) for row in data]
         return torch.stack(images).to(self.device)

@@ -30,6 +30,12 @@ def select_device(gpu_id: int | None, *, environ: Mapping[str, str] = os.environ
     return torch.device("cpu")
 
 
+def enable_tensor_cores(device: torch.device) -> None:
+    """On Ampere and newer GPUs, lets float32 matmuls use TF32 tensor cores, as TorchServe does."""
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
+        torch.set_float32_matmul_precision("high")
+
+
 def map_location(device: torch.device) -> str | None:
     """The device type that `torch.load` and the AOTInductor loaders take ("cuda", "cpu" ...).
 

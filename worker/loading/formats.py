@@ -108,7 +108,8 @@ def load_eager(
     if weights is not None:
         require_file(weights)
         try:
-            state_dict = torch.load(weights, map_location=device, weights_only=True)
+            on_load = "cpu" if device.type == "xla" else device
+            state_dict = torch.load(weights, map_location=on_load, weights_only=True)
         except Exception as error:
             raise ModelLoadError(
                 f"{weights.name} is not a state_dict that loads safely (weights_only): {error}"
