@@ -72,6 +72,26 @@ def _size_lie(tmp: Path) -> Path:
     return path
 
 
+def _declared_count_bomb(tmp: Path, *, zip64: bool) -> Path:
+    """A small zip whose end record claims a huge entry count (zip64 when asked)."""
+    path = tmp / "count.mar"
+    limit = zipfile.ZIP_FILECOUNT_LIMIT
+    try:
+        if zip64:  # the writer switches to zip64 records above this count
+            zipfile.ZIP_FILECOUNT_LIMIT = 1
+        _zip(path, _valid_zip(tmp))
+    finally:
+        zipfile.ZIP_FILECOUNT_LIMIT = limit
+    data = bytearray(path.read_bytes())
+    if zip64:
+        record = data.rindex(b"PK\x06\x06")
+        struct.pack_into("<QQ", data, record + 24, 10**9, 10**9)
+    else:
+        struct.pack_into("<HH", data, data.rindex(b"PK\x05\x06") + 8, 60000, 60000)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _damaged_weights(real: Path, tmp: Path) -> Path:
     """The real MAR with bytes in the middle of the deflated weights overwritten."""
     data = bytearray(real.read_bytes())
@@ -215,6 +235,17 @@ CASES = [
         lambda t, r: _zip(t / "many.mar", [*_valid_zip(t), *((f"f{i}", b"") for i in range(20))]),
         "archive holds 22 entries, over the limit of 10 (--max-entries)",
         flags=("--max-entries", "10"),
+    ),
+    Case(
+        "zip end record declaring too many entries",
+        lambda t, r: _declared_count_bomb(t, zip64=False),
+        "archive holds 60000 entries, over the limit of 1000 (--max-entries)",
+        flags=("--max-entries", "1000"),
+    ),
+    Case(
+        "zip64 end record declaring too many entries",
+        lambda t, r: _declared_count_bomb(t, zip64=True),
+        "archive holds 1000000000 entries, over the limit of 100000 (--max-entries)",
     ),
     Case(
         "tgz with too many entries",

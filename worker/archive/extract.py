@@ -72,7 +72,7 @@ def _unpack(
     archive: Path, tree: Path, *, name: str, limits: ExtractLimits, report: Report | None
 ) -> None:
     try:
-        with formats.open_entries(archive) as listing:
+        with formats.open_entries(archive, limits=limits) as listing:
             progress = Progress(f"unpacking {name}", listing.declared_bytes, report)
             safe_extract.write_entries(listing, tree, limits=limits, progress=progress)
     except formats.CORRUPT_ARCHIVE_ERRORS as error:

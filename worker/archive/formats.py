@@ -11,6 +11,7 @@ import enum
 import gzip
 import os
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from marserve.worker.archive.errors import ArchiveError
+from marserve.worker.archive.limits import ExtractLimits, format_size
 
 #: Errors that mean the archive's bytes are damaged (truncated, bad checksum, bad header).
 CORRUPT_ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
@@ -38,6 +40,11 @@ MAX_LINK_TARGET_BYTES = 4096
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _GZIP_MAGIC = b"\x1f\x8b"
+_EOCD_SIGNATURE = b"PK\x05\x06"
+_EOCD_SIZE = 22
+_ZIP64_LOCATOR = b"PK\x06\x07"
+_ZIP64_LOCATOR_SIZE = 20
+_ZIP64_EOCD_SIGNATURE = b"PK\x06\x06"
 
 
 class EntryKind(enum.Enum):
@@ -87,20 +94,60 @@ def detect_format(path: Path) -> str:
 
 
 @contextmanager
-def open_entries(path: Path) -> Iterator[Listing]:
-    """Opens `path` in the format its content shows and lists its entries lazily."""
+def open_entries(path: Path, *, limits: ExtractLimits) -> Iterator[Listing]:
+    """Opens `path` in the format its content shows and lists its entries lazily.
+
+    A zip's declared entry count and unpacked size are checked against `limits` here, the count
+    before the central directory is even parsed (parsing millions of entries exhausts memory).
+    """
     kind = detect_format(path)
     if kind == "directory":
         yield Listing(None, None, _directory_entries(path))
     elif kind == "zip":
+        _check_declared_entries(_zip_end_record_entries(path), limits)
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
+            _check_declared_entries(len(infos), limits)
             total = sum(info.file_size for info in infos)
+            if total > limits.max_unpacked_bytes:
+                raise ArchiveError(
+                    f"archive declares {format_size(total)} unpacked, over the limit "
+                    f"of {format_size(limits.max_unpacked_bytes)} (--max-unpacked-size)"
+                )
             yield Listing(total, len(infos), _zip_entries(archive, infos))
     else:
         # Not stream mode ("r|*"): it takes a truncated gzip for a clean end of the archive.
         with tarfile.open(path, "r:*") as archive:
             yield Listing(None, None, _tar_entries(archive))
+
+
+def _check_declared_entries(count: int | None, limits: ExtractLimits) -> None:
+    if count is not None and count > limits.max_entries:
+        raise ArchiveError(
+            f"archive holds {count} entries, over the limit of {limits.max_entries} (--max-entries)"
+        )
+
+
+def _zip_end_record_entries(path: Path) -> int | None:
+    """The entry count a zip's end-of-central-directory record (or its zip64 twin) declares."""
+    with path.open("rb") as stream:
+        size = stream.seek(0, os.SEEK_END)
+        tail_start = max(0, size - _EOCD_SIZE - 0xFFFF)
+        stream.seek(tail_start)
+        tail = stream.read()
+        end = tail.rfind(_EOCD_SIGNATURE)
+        if end < 0 or len(tail) < end + _EOCD_SIZE:
+            return None
+        count: int = struct.unpack_from("<H", tail, end + 10)[0]
+        locator = end - _ZIP64_LOCATOR_SIZE
+        if locator < 0 or tail[locator : locator + 4] != _ZIP64_LOCATOR:
+            return count
+        stream.seek(struct.unpack_from("<Q", tail, locator + 8)[0])
+        record = stream.read(40)
+    if len(record) < 40 or not record.startswith(_ZIP64_EOCD_SIGNATURE):
+        return None
+    zip64_count: int = struct.unpack_from("<Q", record, 32)[0]
+    return zip64_count
 
 
 def _zip_entries(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> Iterator[Entry]:

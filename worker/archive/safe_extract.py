@@ -1,9 +1,9 @@
 """Writing archive entries under a root directory without letting any of them escape it.
 
-Every entry is checked before anything is written: no absolute names, no `..`, no path through
+The declared totals were checked when the archive was opened (see `formats`). Every entry is
+checked before anything is written: no absolute names, no `..`, no path through
 a symlink that leaves the root, links only to targets inside, no device files. Sizes are checked
-twice: the declared totals before unpacking, then the bytes actually written, because a zip's
-declared sizes can lie.
+again here against the bytes actually written, because declared sizes can lie.
 """
 
 from __future__ import annotations
@@ -25,23 +25,9 @@ def write_entries(
     listing: Listing, root: Path, *, limits: ExtractLimits, progress: Progress
 ) -> None:
     """Unpacks every entry of `listing` under `root` (an empty directory) within `limits`."""
-    _check_declared(listing, limits)
     writer = _RootWriter(root, limits, progress)
     for entry in listing.entries:
         writer.write(entry)
-
-
-def _check_declared(listing: Listing, limits: ExtractLimits) -> None:
-    if listing.declared_entries is not None and listing.declared_entries > limits.max_entries:
-        raise ArchiveError(
-            f"archive holds {listing.declared_entries} entries, over the limit of "
-            f"{limits.max_entries} (--max-entries)"
-        )
-    if listing.declared_bytes is not None and listing.declared_bytes > limits.max_unpacked_bytes:
-        raise ArchiveError(
-            f"archive declares {format_size(listing.declared_bytes)} unpacked, over the limit "
-            f"of {format_size(limits.max_unpacked_bytes)} (--max-unpacked-size)"
-        )
 
 
 class _RootWriter:
