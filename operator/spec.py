@@ -1,17 +1,39 @@
 """The InferenceModel spec as typed, validated data.
 
 `parse_spec` applies the same defaults as the CRD and re-checks its bounds, enums and CEL rules:
-the API server enforces CEL, but older clusters skip it and tests cannot evaluate it, so this is
-the one place those rules live in Python. Errors are `SpecError`s whose message names the field.
+the API server enforces CEL, but clusters without CEL validation skip it and the operator must
+report a bad spec either way, so this is the one place those rules live in Python. Errors are
+`SpecError`s whose message names the field.
 """
 
 from __future__ import annotations
 
-import copy
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
+
+from marserve.operator.spec_fields import SpecError, SpecFields
+
+__all__ = [
+    "ACCELERATORS",
+    "ENGINES",
+    "MANAGED_ENV",
+    "METRICS",
+    "PULL_POLICIES",
+    "SCHEMES",
+    "Accelerator",
+    "AcceleratorType",
+    "Archive",
+    "Autoscaling",
+    "Batching",
+    "Engine",
+    "Metric",
+    "ModelSpec",
+    "SpecError",
+    "TokenSecretRef",
+    "parse_spec",
+]
 
 SCHEMES: Final = ("http", "https", "s3", "pvc")
 METRICS: Final = ("inflight", "queueDepth", "requestsPerSecond")
@@ -41,10 +63,6 @@ _SHA256 = re.compile(r"[a-f0-9]{64}")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _PVC_URI = re.compile(r"pvc://([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)/([^/].*)")
 _S3_URI = re.compile(r"s3://[^/]+/.+")
-
-
-class SpecError(ValueError):
-    """An InferenceModel spec the operator cannot serve; the message is meant for its author."""
 
 
 @dataclass(frozen=True)
@@ -126,87 +144,7 @@ class ModelSpec:
     auth: TokenSecretRef | None = None
 
 
-class _Fields:
-    """Typed, bounded reads from one object of the spec; `path` names it in error messages."""
-
-    def __init__(self, data: Any, path: str) -> None:
-        if not isinstance(data, Mapping):
-            raise SpecError(f"{path or 'spec'} must be an object")
-        self.data: Mapping[str, Any] = data
-        self.path = path
-
-    def where(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def has(self, key: str) -> bool:
-        return self.data.get(key) is not None
-
-    def obj(self, key: str) -> _Fields:
-        value = self.data.get(key)
-        return _Fields({} if value is None else value, self.where(key))
-
-    def integer(self, key: str, default: int | None, *, low: int, high: int) -> int:
-        value = self.data.get(key)
-        if value is None:
-            value = default
-        if value is None:
-            raise SpecError(f"{self.where(key)} is required")
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"{self.where(key)} must be an integer, not {value!r}")
-        if not low <= value <= high:
-            raise SpecError(f"{self.where(key)} must be between {low} and {high}, not {value}")
-        return value
-
-    def number(self, key: str, *, low: float, high: float) -> float | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SpecError(f"{self.where(key)} must be a number, not {value!r}")
-        if not low <= value <= high:
-            raise SpecError(f"{self.where(key)} must be between {low} and {high:.0f}, not {value}")
-        return float(value)
-
-    def text(
-        self, key: str, *, required: bool = False, pattern: re.Pattern[str] | None = None
-    ) -> str | None:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                raise SpecError(f"{self.where(key)} is required")
-            return None
-        if not isinstance(value, str) or not value:
-            raise SpecError(f"{self.where(key)} must be a non-empty string")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise SpecError(f"{self.where(key)} {value!r} must match {pattern.pattern}")
-        return value
-
-    def choice(self, key: str, allowed: Sequence[str], default: str) -> str:
-        value = self.data.get(key)
-        if value is None:
-            value = default
-        if value not in allowed:
-            raise SpecError(f"{self.where(key)} must be one of {', '.join(allowed)}, not {value!r}")
-        return cast(str, value)
-
-    def items(self, key: str) -> tuple[Mapping[str, Any], ...]:
-        value = self.data.get(key)
-        if value is None:
-            return ()
-        if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
-            raise SpecError(f"{self.where(key)} must be a list of objects")
-        return tuple(copy.deepcopy(v) for v in value)
-
-    def mapping(self, key: str) -> Mapping[str, Any] | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, Mapping):
-            raise SpecError(f"{self.where(key)} must be an object")
-        return copy.deepcopy(dict(value))
-
-
-def _archive(fields: _Fields) -> Archive:
+def _archive(fields: SpecFields) -> Archive:
     uri = cast(str, fields.text("uri", required=True))
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
     where = fields.where("uri")
@@ -226,7 +164,7 @@ def _archive(fields: _Fields) -> Archive:
     return Archive(uri=uri, sha256=sha256, secret_name=secret)
 
 
-def _autoscaling(fields: _Fields, batching: Batching, workers: int) -> Autoscaling:
+def _autoscaling(fields: SpecFields, batching: Batching, workers: int) -> Autoscaling:
     min_replicas = fields.integer("minReplicas", 1, low=0, high=1000)
     max_replicas = fields.integer("maxReplicas", None, low=1, high=1000)
     metric = cast(Metric, fields.choice("metric", METRICS, "inflight"))
@@ -256,7 +194,7 @@ def _autoscaling(fields: _Fields, batching: Batching, workers: int) -> Autoscali
     )
 
 
-def _accelerator(fields: _Fields) -> Accelerator:
+def _accelerator(fields: SpecFields) -> Accelerator:
     kind = cast(AcceleratorType, fields.choice("type", ACCELERATORS, "none"))
     count = fields.integer("count", 1, low=0, high=16)
     if kind != "none" and count < 1:
@@ -264,10 +202,10 @@ def _accelerator(fields: _Fields) -> Accelerator:
     return Accelerator(type=kind, count=count)
 
 
-def _env(fields: _Fields) -> tuple[Mapping[str, Any], ...]:
+def _env(fields: SpecFields) -> tuple[Mapping[str, Any], ...]:
     env = fields.items("env")
     for index, variable in enumerate(env):
-        name = _Fields(variable, f"env[{index}]").text("name", required=True)
+        name = SpecFields(variable, f"env[{index}]").text("name", required=True)
         if name in MANAGED_ENV:
             raise SpecError(
                 f"env[{index}] sets {name}, which the operator manages; use the matching spec field"
@@ -275,7 +213,29 @@ def _env(fields: _Fields) -> tuple[Mapping[str, Any], ...]:
     return env
 
 
-def _auth(fields: _Fields) -> TokenSecretRef | None:
+def _quantity(value: Any, where: str) -> str:
+    """Numbers as the API server writes them back, so a reconcile sees no false drift."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{where} must be a quantity such as 2, 500m or 4Gi, not {value!r}")
+    return str(int(value)) if value == int(value) else f"{round(value * 1000)}m"
+
+
+def _resources(fields: SpecFields) -> Mapping[str, Mapping[str, Any]] | None:
+    if not fields.data:
+        return None
+    return {
+        key: {
+            name: _quantity(value, f"{fields.where(key)}.{name}")
+            for name, value in fields.obj(key).data.items()
+        }
+        for key in ("requests", "limits")
+        if fields.has(key)
+    }
+
+
+def _auth(fields: SpecFields) -> TokenSecretRef | None:
     if not fields.has("auth"):
         return None
     ref = fields.obj("auth").obj("tokenSecretRef")
@@ -293,7 +253,7 @@ def parse_spec(
             f"metadata.name {name!r} must be a DNS label of at most 63 characters starting "
             "with a letter: it names the model's Service and labels its pods"
         )
-    fields = _Fields(spec, "")
+    fields = SpecFields(spec, "")
     batching_fields = fields.obj("batching")
     batching = Batching(
         max_batch_size=batching_fields.integer("maxBatchSize", 1, low=1, high=1024),
@@ -321,7 +281,7 @@ def parse_spec(
             else None
         ),
         accelerator=_accelerator(fields.obj("accelerator")),
-        resources=fields.mapping("resources"),
+        resources=_resources(fields.obj("resources")),
         image=fields.text("image"),
         image_pull_policy=fields.choice("imagePullPolicy", PULL_POLICIES, "IfNotPresent"),
         node_selector=fields.mapping("nodeSelector"),
@@ -330,7 +290,7 @@ def parse_spec(
         env=_env(fields),
         service_account_name=fields.text("serviceAccountName"),
         image_pull_secrets=tuple(
-            cast(str, _Fields(s, f"imagePullSecrets[{i}]").text("name", required=True))
+            cast(str, SpecFields(s, f"imagePullSecrets[{i}]").text("name", required=True))
             for i, s in enumerate(pull_secrets)
         ),
         auth=_auth(fields),

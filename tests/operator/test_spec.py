@@ -168,3 +168,16 @@ def test_explicit_nulls_take_the_defaults() -> None:
         "IfNotPresent",
         Batching(),
     )
+
+
+def test_numeric_quantities_are_written_as_the_api_server_returns_them() -> None:
+    spec = {
+        **minimal_spec(),
+        "resources": {"requests": {"cpu": 2, "memory": "4Gi"}, "limits": {"cpu": 0.5}},
+    }
+    assert parse(spec).resources == {
+        "requests": {"cpu": "2", "memory": "4Gi"},
+        "limits": {"cpu": "500m"},
+    }
+    with pytest.raises(SpecError, match=r"resources\.limits\.cpu must be a quantity"):
+        parse({**minimal_spec(), "resources": {"limits": {"cpu": [1]}}})
