@@ -31,44 +31,58 @@ def _size(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits, network = ExtractLimits(), DownloadOptions()
-    parser.add_argument("archive", help="local .mar / .tar.gz / directory, http(s):// or s3:// URL")
-    parser.add_argument("dest", type=Path, help="model directory to create (or an empty one)")
-    parser.add_argument("--sha256", help="expected sha256 of the archive, checked before unpacking")
+    parser.add_argument(
+        "archive",
+        metavar="ARCHIVE",
+        help="local .mar / .tar.gz / directory, http(s):// or s3:// URL",
+    )
+    parser.add_argument(
+        "dest", metavar="DEST", type=Path, help="model directory to create (or an empty one)"
+    )
+    parser.add_argument(
+        "--sha256", metavar="HEX", help="expected sha256 of the archive, checked before unpacking"
+    )
     parser.add_argument(
         "--force", action="store_true", help="replace what DEST holds instead of refusing"
     )
     parser.add_argument(
         "--max-archive-size",
+        metavar="SIZE",
         type=_size,
         default=limits.max_archive_bytes,
         help=f"largest archive or download (default {format_size(limits.max_archive_bytes)})",
     )
     parser.add_argument(
         "--max-unpacked-size",
+        metavar="SIZE",
         type=_size,
         default=limits.max_unpacked_bytes,
         help=f"largest unpacked total (default {format_size(limits.max_unpacked_bytes)})",
     )
     parser.add_argument(
         "--max-entries",
+        metavar="N",
         type=int,
         default=limits.max_entries,
         help=f"most entries in the archive (default {limits.max_entries})",
     )
     parser.add_argument(
         "--timeout",
+        metavar="SECONDS",
         type=float,
         default=network.timeout_s,
         help=f"seconds a download may stall (default {network.timeout_s:g})",
     )
     parser.add_argument(
         "--attempts",
+        metavar="N",
         type=int,
         default=network.attempts,
         help=f"download attempts on connection errors and 5xx (default {network.attempts})",
     )
     parser.add_argument(
         "--retry-backoff",
+        metavar="SECONDS",
         type=float,
         default=network.backoff_s,
         help=f"seconds before the first retry, doubled each time (default {network.backoff_s:g})",

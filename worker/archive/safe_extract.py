@@ -1,9 +1,9 @@
 """Writing archive entries under a root directory without letting any of them escape it.
 
-The declared totals were checked when the archive was opened (see `formats`). Every entry is
-checked before anything is written: no absolute names, no `..`, no path through
-a symlink that leaves the root, links only to targets inside, no device files. Sizes are checked
-again here against the bytes actually written, because declared sizes can lie.
+Every entry is checked before anything is written: no absolute names, no `..`, no path through
+a symlink that leaves the root, links only to targets inside, no device files. Declared totals
+were checked when the archive was opened (see `formats`); here sizes are checked again against
+the bytes actually written, because declared sizes can lie.
 """
 
 from __future__ import annotations
