@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -264,3 +265,11 @@ def main_server(module_tmp: Path, token_file: Path) -> Iterator[RunningServer]:
 @pytest.fixture
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="session")
+def server_kit() -> Any:
+    """The helpers for modules that start a server of their own (conftest is not importable)."""
+    return SimpleNamespace(
+        scripted_model_dir=scripted_model_dir, start_server=start_server, stop_server=stop_server
+    )

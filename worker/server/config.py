@@ -77,7 +77,10 @@ class ServerConfig:
         ):
             raise ConfigError(f"deviceIds must be a list of integers, not {device_ids!r}")
         return ModelSettings(
-            batch_size=max(1, _first(over.batch_size, _yaml_int(yaml_config, "batchSize"), 1)),
+            batch_size=max(
+                1,
+                _first(over.batch_size, _yaml_int(yaml_config, "batchSize"), base.batch_size, 1),
+            ),
             max_batch_delay_ms=max(
                 0,
                 _first(

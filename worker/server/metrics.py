@@ -182,9 +182,7 @@ class ServerMetrics:
 
     def response(self, status: int) -> None:
         """Counts every HTTP response by class, as TorchServe's Requests2XX/4XX/5XX do."""
-        family = ("Requests2XX", "Requests4XX", "Requests5XX", "Requests5XX")[
-            min(max(status // 100 - 2, 0), 3)
-        ]
+        family = "Requests2XX" if status < 400 else "Requests4XX" if status < 500 else "Requests5XX"
         self.compat.add(family, ("Host", self.hostname), 1)
 
     def handler_metric(

@@ -1,0 +1,66 @@
+"""Dynamic batching: dispatch at once when idle, fill only under load, bounded queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from marserve.worker.server.batching import Job, ModelQueue, QueueFullError
+
+
+def job(name: str) -> Job:
+    return Job(request_id=name, request={}, loop=asyncio.get_running_loop())
+
+
+async def test_a_lone_request_is_dispatched_without_waiting_for_company() -> None:
+    queue = ModelQueue(capacity=10, batch_size=8, max_batch_delay_s=3600)
+    queue.put(job("a"))
+    batch = await asyncio.wait_for(queue.take(), timeout=5)
+    assert [j.request_id for j in batch] == ["a"]
+
+
+async def test_an_idle_worker_wakes_up_for_the_next_request() -> None:
+    queue = ModelQueue(capacity=10, batch_size=8, max_batch_delay_s=3600)
+    taking = asyncio.create_task(queue.take())
+    await asyncio.sleep(0)
+    queue.put(job("a"))
+    assert [j.request_id for j in await asyncio.wait_for(taking, timeout=5)] == ["a"]
+
+
+async def test_under_load_the_batch_fills_up_to_batch_size() -> None:
+    queue = ModelQueue(capacity=10, batch_size=4, max_batch_delay_s=3600)
+    for name in "ab":
+        queue.put(job(name))
+    taking = asyncio.create_task(queue.take())
+    await asyncio.sleep(0)
+    for name in "cde":
+        queue.put(job(name))
+    batch = await asyncio.wait_for(taking, timeout=5)
+    assert [j.request_id for j in batch] == ["a", "b", "c", "d"]
+    assert [j.request_id for j in await queue.take()] == ["e"]
+
+
+async def test_under_load_a_partial_batch_leaves_after_the_delay() -> None:
+    queue = ModelQueue(capacity=10, batch_size=8, max_batch_delay_s=0.01)
+    for name in "abc":
+        queue.put(job(name))
+    batch = await asyncio.wait_for(queue.take(), timeout=5)
+    assert len(batch) == 3
+
+
+async def test_finished_or_cancelled_jobs_are_skipped() -> None:
+    queue = ModelQueue(capacity=10, batch_size=8, max_batch_delay_s=0)
+    gone, kept = job("gone"), job("kept")
+    queue.put(gone)
+    queue.put(kept)
+    gone.outcome.cancel()
+    assert [j.request_id for j in await queue.take()] == ["kept"]
+
+
+async def test_a_full_queue_refuses_new_jobs() -> None:
+    queue = ModelQueue(capacity=2, batch_size=1, max_batch_delay_s=0)
+    queue.put(job("a"))
+    queue.put(job("b"))
+    with pytest.raises(QueueFullError):
+        queue.put(job("c"))

@@ -1,0 +1,114 @@
+"""Configuration precedence: flag > model YAML > MARSERVE_* environment > config.properties."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from marserve.worker.server import config
+
+
+def parse(argv: list[str], env: dict[str, str] | None = None) -> config.ServerConfig:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    return config.build_config(parser.parse_args(argv), environ=env or {})
+
+
+def test_defaults_match_torchserve_ports_and_limits() -> None:
+    built = parse([])
+    assert (built.host, built.inference_port, built.management_port, built.metrics_port) == (
+        "127.0.0.1", 8080, 8081, 8082,
+    )  # fmt: skip
+    assert built.max_request_size == 6_553_500
+    assert built.token_file is None
+    assert built.model_settings({}) == config.ModelSettings()
+
+
+def test_every_operator_variable_is_read() -> None:
+    env = {
+        "MARSERVE_MODEL_STORE": "/store",
+        "MARSERVE_MODELS": "resnet=/mnt/models, bert=/mnt/bert",
+        "MARSERVE_HOST": "0.0.0.0",
+        "MARSERVE_INFERENCE_PORT": "9080",
+        "MARSERVE_MANAGEMENT_PORT": "9081",
+        "MARSERVE_METRICS_PORT": "9082",
+        "MARSERVE_BATCH_SIZE": "4",
+        "MARSERVE_MAX_BATCH_DELAY_MS": "7",
+        "MARSERVE_WORKERS": "3",
+        "MARSERVE_RESPONSE_TIMEOUT_SECONDS": "9",
+        "MARSERVE_JOB_QUEUE_SIZE": "11",
+        "MARSERVE_HANDLER": "my_handler:handle",
+        "MARSERVE_TOKEN_FILE": "/secrets/token",
+        "MARSERVE_LOG_FORMAT": "json",
+        "MARSERVE_GRACE_PERIOD_SECONDS": "12",
+        "MARSERVE_MAX_REQUEST_SIZE": "1000",
+    }
+    built = parse([], env)
+    assert built.model_store == Path("/store")
+    assert built.models == ("resnet=/mnt/models", "bert=/mnt/bert")
+    assert (built.host, built.inference_port, built.management_port, built.metrics_port) == (
+        "0.0.0.0", 9080, 9081, 9082,
+    )  # fmt: skip
+    assert built.handler == "my_handler:handle"
+    assert built.token_file == Path("/secrets/token")
+    assert (built.log_format, built.grace_period_s, built.max_request_size) == ("json", 12, 1000)
+    settings = built.model_settings({})
+    assert (settings.batch_size, settings.max_batch_delay_ms, settings.min_workers) == (4, 7, 3)
+    assert (settings.response_timeout_s, settings.job_queue_size) == (9, 11)
+
+
+def test_model_yaml_beats_environment_and_flags_beat_both() -> None:
+    yaml_config = {"batchSize": 8, "maxBatchDelay": 50, "minWorkers": 2, "responseTimeout": 30}
+    env = {"MARSERVE_BATCH_SIZE": "4", "MARSERVE_WORKERS": "3", "MARSERVE_JOB_QUEUE_SIZE": "5"}
+    from_env = parse([], env).model_settings(yaml_config)
+    assert (from_env.batch_size, from_env.min_workers, from_env.job_queue_size) == (8, 2, 5)
+    flagged = parse(["--batch-size", "16", "--workers", "1"], env).model_settings(yaml_config)
+    assert (flagged.batch_size, flagged.min_workers, flagged.max_batch_delay_ms) == (16, 1, 50)
+
+
+def test_flags_beat_environment_and_environment_beats_file(tmp_path: Path) -> None:
+    properties = tmp_path / "config.properties"
+    properties.write_text(
+        "# TorchServe style\n"
+        "inference_address=http://0.0.0.0:7080\n"
+        "management_address=http://0.0.0.0:7081\n"
+        "job_queue_size=42\n"
+        "default_workers_per_model=2\n"
+        "max_request_size=123\n"
+        "load_models=a=a.mar,b=b.mar\n"
+    )
+    from_file = parse(["--config", str(properties)])
+    assert (from_file.host, from_file.inference_port, from_file.management_port) == (
+        "0.0.0.0", 7080, 7081,
+    )  # fmt: skip
+    assert from_file.models == ("a=a.mar", "b=b.mar")
+    assert from_file.max_request_size == 123
+    assert from_file.model_settings({}).job_queue_size == 42
+    assert from_file.model_settings({}).min_workers == 2
+    env = {"MARSERVE_INFERENCE_PORT": "6080", "MARSERVE_MODELS": "all"}
+    from_env = parse(["--config", str(properties)], env)
+    assert (from_env.inference_port, from_env.models) == (6080, ("all",))
+    flagged = parse(["--config", str(properties), "--inference-port", "5080"], env)
+    assert flagged.inference_port == 5080
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "needle"),
+    [
+        (["--inference-port", "http"], {}, "--inference-port"),
+        ([], {"MARSERVE_LOG_FORMAT": "xml"}, "MARSERVE_LOG_FORMAT"),
+        ([], {"MARSERVE_BATCH_SIZE": "many"}, "MARSERVE_BATCH_SIZE"),
+    ],
+)
+def test_bad_values_name_their_source(argv: list[str], env: dict[str, str], needle: str) -> None:
+    with pytest.raises(config.ConfigError, match=needle):
+        parse(argv, env)
+
+
+def test_bad_model_yaml_is_a_config_error() -> None:
+    with pytest.raises(config.ConfigError, match="batchSize"):
+        parse([]).model_settings({"batchSize": "eight"})
+    with pytest.raises(config.ConfigError, match="deviceIds"):
+        parse([]).model_settings({"deviceIds": "0,1"})

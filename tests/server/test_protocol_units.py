@@ -1,0 +1,69 @@
+"""Pure pieces of the protocols: v2 tensor checks and shaping, GPU assignment, IPC frames."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from marserve.worker.results import PredictionResult
+from marserve.worker.server import devices, tensors
+from marserve.worker.server.errors import ServingError
+from marserve.worker.server.ipc import BlockingChannel
+
+
+def test_reshape_and_flatten_round_trip() -> None:
+    flat = list(range(12))
+    nested = tensors.reshape(flat, [2, 3, 2])
+    assert nested[1][2] == [10, 11]
+    assert tensors.flatten(nested) == flat
+
+
+@pytest.mark.parametrize(
+    ("value", "datatype", "shape"),
+    [([[1.5, 2.0]], "FP64", [1, 2]), ([1, 2, 3], "INT64", [3]), ([True], "BOOL", [1]),
+     ("label", "BYTES", [1])],
+)  # fmt: skip
+def test_output_tensor_infers_shape_and_datatype(
+    value: object, datatype: str, shape: list[int]
+) -> None:
+    tensor = tensors.output_tensor(value, name="out")
+    assert (tensor["datatype"], tensor["shape"]) == (datatype, shape)
+
+
+def test_unsigned_types_reject_negative_numbers() -> None:
+    good = {"inputs": [{"name": "a", "shape": [2], "datatype": "UINT8", "data": [1, 2]}]}
+    assert tensors.validate_request(good)
+    bad = {"inputs": [{"name": "a", "shape": [2], "datatype": "UINT8", "data": [1, -2]}]}
+    with pytest.raises(ServingError, match="UINT8"):
+        tensors.validate_request(bad)
+
+
+def test_gpus_are_assigned_round_robin(tmp_path: Path) -> None:
+    visible = devices.visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3,7"})
+    assert visible == (0, 1, 2)
+    ids = [
+        devices.gpu_for_worker(i, device_ids=(), visible=visible, device_type="") for i in range(4)
+    ]
+    assert ids == [0, 1, 2, 0]
+    chosen = [
+        devices.gpu_for_worker(i, device_ids=(4, 6), visible=visible, device_type="")
+        for i in range(3)
+    ]
+    assert chosen == [4, 6, 4]
+    assert devices.gpu_for_worker(0, device_ids=(4,), visible=visible, device_type="cpu") is None
+    for name in ("nvidia0", "nvidia1", "nvidiactl"):
+        (tmp_path / name).touch()
+    assert devices.visible_gpus({}, dev_dir=tmp_path) == (0, 1)
+    assert devices.visible_gpus({}, dev_dir=tmp_path / "none") == ()
+
+
+def test_channel_frames_round_trip_and_end_cleanly() -> None:
+    left, right = socket.socketpair()
+    sender, receiver = BlockingChannel(left), BlockingChannel(right)
+    result = PredictionResult(request_id="r", status=200, body=b"\x00" * 100_000, content_type="x")
+    sender.send(("results", 1, [result], []))
+    assert receiver.receive() == ("results", 1, [result], [])
+    left.shutdown(socket.SHUT_WR)
+    assert receiver.receive() is None
