@@ -21,57 +21,83 @@ from typing import Any
 
 import pytest
 
-from marserve.operator.resources import metrics_queries
-from marserve.operator.spec import Metric, ModelSpec, parse_spec
+from marserve.operator import resources
+from marserve.operator.settings import OperatorSettings
+from marserve.operator.spec import Metric, parse_spec
 from support.prometheus import PrometheusServer
 
 CONCURRENCY = 8
 LOAD_SECONDS = 8.0
 MAX_REQUESTS = 400
-TARGET_INFLIGHT_PER_POD = 2.0
+TARGET_PER_POD = 2.0
 MIN_REPLICAS, MAX_REPLICAS = 1, 10
 HPA_TOLERANCE = 0.1  # the HPA controller's default --horizontal-pod-autoscaler-tolerance
 LOAD_SCRIPT = Path(__file__).with_name("load.py")
 METRICS: tuple[Metric, ...] = ("inflight", "queueDepth", "requestsPerSecond")
 
 
-def model_spec(served: Any, metric: Metric) -> ModelSpec:
-    """The InferenceModel behind the workers, autoscaled by KEDA on one metric."""
-    return parse_spec(
+def autoscaler_object(served: Any, *, metric: Metric, engine: str) -> dict[str, Any]:
+    """The autoscaler the operator writes for the workers' InferenceModel."""
+    model = parse_spec(
         name=served.name,
         namespace=served.namespace,
         spec={
             "archive": {"uri": "https://models.example.com/slow.mar"},
             "autoscaling": {
-                "engine": "keda",
+                "engine": engine,
                 "metric": metric,
-                "target": TARGET_INFLIGHT_PER_POD,
+                "target": TARGET_PER_POD,
                 "minReplicas": MIN_REPLICAS,
                 "maxReplicas": MAX_REPLICAS,
             },
         },
     )
+    autoscaler = resources.autoscaler(model, OperatorSettings())
+    assert autoscaler is not None
+    return autoscaler
 
 
-def adapter_query(rules: Sequence[Mapping[str, Any]], metric: Metric, served: Any) -> str:
-    """The PromQL prometheus-adapter runs when an HPA asks for this metric of the model's pods."""
-    name = metrics_queries.METRIC_QUERIES[metric].name
-    (rule,) = [rule for rule in rules if rule["name"]["as"] == name]
+def quantity(text: str) -> float:
+    """A Kubernetes quantity as the HPA writes targets: plain or in milli-units."""
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One autoscaling metric as both engines read it, taken from the objects the operator
+    writes and the rules the chart ships."""
+
+    metric: Metric
+    keda_query: str
+    keda_threshold: float
+    adapter_query: str
+    hpa_target: float
+
+
+def signal(served: Any, rules: Sequence[Mapping[str, Any]], metric: Metric) -> Signal:
+    (trigger,) = autoscaler_object(served, metric=metric, engine="keda")["spec"]["triggers"]
+    (hpa_metric,) = autoscaler_object(served, metric=metric, engine="hpa")["spec"]["metrics"]
+    # The adapter rule serving the metric name the HPA asks for, with the label matchers the
+    # adapter fills in for an HPA over these pods.
+    (rule,) = [r for r in rules if r["name"]["as"] == hpa_metric["pods"]["metric"]["name"]]
     matchers = f'namespace="{served.namespace}",pod=~"{"|".join(served.pods)}"'
-    query: str = rule["metricsQuery"]
-    return query.replace("<<.LabelMatchers>>", matchers).replace("<<.GroupBy>>", "pod")
+    adapter_query = rule["metricsQuery"].replace("<<.LabelMatchers>>", matchers)
+    return Signal(
+        metric=metric,
+        keda_query=trigger["metadata"]["query"],
+        keda_threshold=float(trigger["metadata"]["threshold"]),
+        adapter_query=adapter_query.replace("<<.GroupBy>>", "pod"),
+        hpa_target=quantity(hpa_metric["pods"]["target"]["averageValue"]),
+    )
 
 
-def hpa_desired_replicas(*, current: int, per_pod_values: Sequence[float], target: float) -> int:
-    """The HPA controller's rule for a Pods metric with an AverageValue target."""
-    ratio = statistics.fmean(per_pod_values) / target
+def desired_replicas(*, current: int, average: float, target: float) -> int:
+    """The HPA controller's rule for an AverageValue target: ceil(current * average / target),
+    unless within the tolerance. KEDA's trigger becomes the same rule on an External metric,
+    whose per-pod average is the query's value divided by the current replicas."""
+    ratio = average / target
     desired = current if abs(ratio - 1) <= HPA_TOLERANCE else math.ceil(ratio * current)
     return min(max(desired, MIN_REPLICAS), MAX_REPLICAS)
-
-
-def keda_desired_replicas(*, value: float, threshold: float) -> int:
-    """KEDA's prometheus trigger is an External AverageValue metric: value / threshold pods."""
-    return min(max(math.ceil(value / threshold), MIN_REPLICAS), MAX_REPLICAS)
 
 
 @dataclass
@@ -86,6 +112,7 @@ class Reading:
 @dataclass
 class Scenario:
     pods: list[str]
+    inflight: Signal
     idle: Reading
     under_load: list[Reading]
     after: Reading
@@ -93,15 +120,15 @@ class Scenario:
     dashboard_results: dict[str, int] = field(default_factory=dict)
 
 
-def read(prometheus: PrometheusServer, rules: Sequence[Mapping[str, Any]], served: Any) -> Reading:
+def read(prometheus: PrometheusServer, signals: Sequence[Signal]) -> Reading:
     at = time.time()
     keda: dict[Metric, float] = {}
     adapter: dict[Metric, dict[str, float]] = {}
-    for metric in METRICS:
-        samples = prometheus.query(metrics_queries.keda_query(model_spec(served, metric)), at=at)
-        keda[metric] = sum(sample.value for sample in samples)
-        per_pod = prometheus.query(adapter_query(rules, metric, served), at=at)
-        adapter[metric] = {sample.labels["pod"]: sample.value for sample in per_pod}
+    for item in signals:
+        samples = prometheus.query(item.keda_query, at=at)
+        keda[item.metric] = sum(sample.value for sample in samples)
+        per_pod = prometheus.query(item.adapter_query, at=at)
+        adapter[item.metric] = {sample.labels["pod"]: sample.value for sample in per_pod}
     return Reading(at=at, keda=keda, adapter=adapter)
 
 
@@ -124,7 +151,8 @@ def scenario(
     adapter_rules: list[dict[str, Any]],
     dashboard: dict[str, Any],
 ) -> Scenario:
-    idle = read(prometheus, adapter_rules, served_model)
+    signals = [signal(served_model, adapter_rules, metric) for metric in METRICS]
+    idle = read(prometheus, signals)
     command = [sys.executable, str(LOAD_SCRIPT)]
     for worker in served_model.workers:
         command += ["--url", f"{worker.inference_url}/predictions/{served_model.name}"]
@@ -138,21 +166,23 @@ def scenario(
     try:
         time.sleep(2.5)  # clients connected and at least one scrape taken under load
         while load.poll() is None and len(under_load) < 20:
-            under_load.append(read(prometheus, adapter_rules, served_model))
+            under_load.append(read(prometheus, signals))
             time.sleep(0.5)
         output, _ = load.communicate(timeout=LOAD_SECONDS + 60)
     finally:
         if load.poll() is None:
             load.kill()
-    inflight = metrics_queries.keda_query(model_spec(served_model, "inflight"))
-    prometheus.wait_for(inflight, lambda s: sum(x.value for x in s) == 0, timeout_s=15)
-    after = read(prometheus, adapter_rules, served_model)
+    prometheus.wait_for(
+        signals[0].keda_query, lambda samples: sum(x.value for x in samples) == 0, timeout_s=15
+    )
+    after = read(prometheus, signals)
     results = {
         expression: len(prometheus.query(expression))
         for expression in dashboard_expressions(dashboard, served_model)
     }
     return Scenario(
         pods=served_model.pods,
+        inflight=signals[0],
         idle=idle,
         under_load=under_load,
         after=after,
@@ -206,25 +236,25 @@ def test_adapter_rules_give_the_same_numbers_per_pod(scenario: Scenario) -> None
 
 def test_desired_replicas_rise_under_load_and_fall_after(scenario: Scenario) -> None:
     current = len(scenario.pods)
+    inflight = scenario.inflight
 
-    def desired(reading: Reading) -> tuple[int, int]:
-        hpa = hpa_desired_replicas(
+    def desired(reading: Reading) -> int:
+        per_pod = list(reading.adapter["inflight"].values())
+        hpa = desired_replicas(
+            current=current, average=statistics.fmean(per_pod), target=inflight.hpa_target
+        )
+        keda = desired_replicas(
             current=current,
-            per_pod_values=list(reading.adapter["inflight"].values()),
-            target=TARGET_INFLIGHT_PER_POD,
+            average=reading.keda["inflight"] / current,
+            target=inflight.keda_threshold,
         )
-        keda = keda_desired_replicas(
-            value=reading.keda["inflight"], threshold=TARGET_INFLIGHT_PER_POD
-        )
-        return hpa, keda
+        assert hpa == keda, (reading, inflight)
+        return hpa
 
-    idle_hpa, idle_keda = desired(scenario.idle)
-    peak_hpa = max(desired(reading)[0] for reading in scenario.under_load)
-    after_hpa, after_keda = desired(scenario.after)
-    assert idle_hpa == idle_keda == MIN_REPLICAS
-    assert peak_hpa > current
-    assert peak_hpa <= math.ceil(CONCURRENCY / TARGET_INFLIGHT_PER_POD)
-    assert after_hpa == after_keda == MIN_REPLICAS
+    assert desired(scenario.idle) == MIN_REPLICAS
+    peak = max(desired(reading) for reading in scenario.under_load)
+    assert current < peak <= math.ceil(CONCURRENCY / TARGET_PER_POD)
+    assert desired(scenario.after) == MIN_REPLICAS
 
 
 def test_every_dashboard_query_returns_data(scenario: Scenario) -> None:
