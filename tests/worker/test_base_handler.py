@@ -107,6 +107,7 @@ def test_describe_header_answers_a_description(
             "handler": "BaseHandler",
             "format": "torchscript",
             "device": "cpu",
+            "compiled": False,
         }
     ]
 
@@ -201,3 +202,12 @@ def test_custom_handlers_time_their_own_methods(
     handler.handle(ROWS, context)
     records = [r for r in context.metrics.drain() if r.name == "ts_handler_preprocess"]
     assert len(records) == 1 and records[0].unit == "ms"
+
+
+def test_default_preprocess_takes_the_payload_of_request_rows(
+    served: tuple[BaseHandler, torch.nn.Module],
+) -> None:
+    handler, model = served
+    rows: list[Any] = [{"body": ROWS[0]}, {"data": ROWS[1]}, ROWS[2]]
+    output = handler.handle(rows, _context(handler, [{}] * 3))
+    torch.testing.assert_close(torch.tensor(output), model(torch.tensor(ROWS)).detach())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import importlib
 import inspect
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from marserve.worker.handlers.image_classifier import ImageClassifier
 from marserve.worker.handlers.image_segmenter import ImageSegmenter
 from marserve.worker.handlers.image_transforms import CenterCrop, Resize
 from marserve.worker.handlers.object_detector import ObjectDetector
+from marserve.worker.model_loader import load_service
 from support import handler_fixtures, models
 from support.handler_fixtures import image_bytes, imagenet_reference, random_image
 
@@ -165,3 +168,73 @@ def test_builtin_names_resolve_to_one_handler_class(name: str) -> None:
 def test_text_classifier_is_declined_with_the_reason() -> None:
     assert "text_classifier" not in BUILTIN_HANDLERS
     assert "torchtext" in UNSUPPORTED_BUILTIN_HANDLERS["text_classifier"]
+
+
+def _archive_and_load(tmp_path: Path, **archiver: Any) -> Any:
+    """A MAR from the real torch-model-archiver, unpacked and loaded as the worker loads it."""
+    mar = models.torch_model_archiver(model_name="tiny", export_path=tmp_path / "store", **archiver)
+    model_dir = tmp_path / "model"
+    with zipfile.ZipFile(mar) as archive:
+        archive.extractall(model_dir)
+    return load_service(model_dir)
+
+
+def _png_request(request_id: str, image: Image.Image) -> dict[str, Any]:
+    parameter = {"name": "body", "contentType": "image/png", "value": image_bytes(image)}
+    return {"requestId": request_id.encode(), "parameters": [parameter]}
+
+
+def test_image_classifier_by_name_from_a_real_mar(tmp_path: Path) -> None:
+    model = models.make_cnn(seed=4)
+    weights = models.write_torchscript(model, tmp_path / "src")
+    labels = models.write_json(tmp_path / "src" / "index_to_name.json", LABELS)
+    service = _archive_and_load(
+        tmp_path, handler="image_classifier", serialized_file=weights, extra_files=[labels]
+    )
+    images = [random_image(300, 200, seed=7), random_image(180, 240, seed=8)]
+    results = service.predict([_png_request(f"r{i}", image) for i, image in enumerate(images)])
+
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.stack([imagenet_reference(i) for i in images])), dim=1)
+    for result, row in zip(results, probs, strict=True):
+        assert result.status == 200
+        answer = json.loads(result.body)
+        expected = {LABELS[str(i)][-1]: p for i, p in enumerate(row.tolist())}
+        assert answer.keys() == expected.keys()
+        torch.testing.assert_close(
+            torch.tensor([answer[k] for k in expected]), torch.tensor(list(expected.values()))
+        )
+
+
+def test_base_handler_by_name_compiles_as_the_archived_yaml_says(tmp_path: Path) -> None:
+    model = models.make_mlp(seed=12)
+    model_file, weights = models.write_eager(model, tmp_path / "src")
+    config = models.write_text(
+        tmp_path / "src" / "model-config.yaml", "pt2:\n  compile:\n    backend: eager\n"
+    )
+    service = _archive_and_load(
+        tmp_path,
+        handler="base_handler",
+        model_file=model_file,
+        serialized_file=weights,
+        config_file=config,
+    )
+    rows = torch.randn(2, 8, generator=torch.Generator().manual_seed(3))
+    parameter = {"name": "body", "contentType": "application/json"}
+    batch = [
+        {
+            "requestId": b"r0",
+            "parameters": [{**parameter, "value": json.dumps(rows[0].tolist()).encode()}],
+        },
+        {
+            "requestId": b"r1",
+            "parameters": [{**parameter, "value": json.dumps(rows[1].tolist()).encode()}],
+        },
+    ]
+    results = service.predict(batch)
+    assert [r.status for r in results] == [200, 200]
+    output = torch.tensor([json.loads(r.body) for r in results])
+    torch.testing.assert_close(output, model(rows).detach())
+    describe = {**batch[0], "headers": [{"name": b"describe", "value": b"True"}]}
+    (description,) = service.predict([describe])
+    assert json.loads(description.body)["compiled"] is True

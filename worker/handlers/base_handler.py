@@ -23,7 +23,7 @@ from marserve.worker.errors import PredictionException
 from marserve.worker.handlers.labels import INDEX_TO_NAME_FILE, load_label_mapping
 from marserve.worker.handlers.timer import timed
 from marserve.worker.loading import formats
-from marserve.worker.loading.compile import compile_model, compile_options
+from marserve.worker.loading.compile import EagerFallback, compile_model, compile_options
 from marserve.worker.loading.device import enable_tensor_cores, map_location, select_device
 
 logger = logging.getLogger(__name__)
@@ -122,8 +122,12 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
 
     @timed
     def preprocess(self, data: Any) -> Any:
-        """Default: the request rows as one tensor on the model's device."""
-        return torch.as_tensor(data, device=self.device)
+        """Default: the request rows as one tensor on the model's device.
+
+        Rows that arrive as request dicts contribute their `data` or `body` value, so the
+        handler serves JSON arrays without an envelope (TorchServe's fails on such rows).
+        """
+        return torch.as_tensor([_payload(row) for row in data], device=self.device)
 
     @timed
     def inference(self, data: Any, *args: Any, **kwargs: Any) -> Any:
@@ -197,6 +201,7 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
             "handler": type(self).__name__,
             "format": self.model_format.value if self.model_format else None,
             "device": str(self.device),
+            "compiled": isinstance(self.model, EagerFallback) and self.model.is_compiled,
         }
 
     def get_device(self) -> torch.device | None:
@@ -218,3 +223,9 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
 
     def _device(self) -> torch.device:
         return self.device if self.device is not None else torch.device("cpu")
+
+
+def _payload(row: Any) -> Any:
+    if isinstance(row, dict) and ("data" in row or "body" in row):
+        return row.get("data") if row.get("data") is not None else row.get("body")
+    return row
