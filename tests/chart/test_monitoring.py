@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from marserve.operator import resources
 from marserve.operator.resources import metrics_queries
+from marserve.operator.spec import parse_spec
 from support import tools
 
 RULES_TESTS = Path(__file__).with_name("rules_test.yaml")
@@ -93,3 +95,15 @@ def test_dashboard_has_the_panels_operators_look_for(all_on_objects: list[dict[s
         "marserve_worker_restarts_total",
     ):
         assert needed in expressions
+
+
+def test_worker_service_monitor_selects_the_operators_model_services(
+    all_on_objects: list[dict[str, Any]],
+) -> None:
+    monitor = _only(all_on_objects, "ServiceMonitor", "marserve-workers")
+    model = parse_spec(name="resnet", namespace="ml", spec={"archive": {"uri": "https://x/r.mar"}})
+    service = resources.service(model)
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}

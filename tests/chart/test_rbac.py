@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from marserve.operator import kube, reconcile
 from support import tools
 
 Permission = tuple[str, str, str]  # (API group, resource, verb)
@@ -65,6 +66,13 @@ def _binds_operator(binding: dict[str, Any], role: dict[str, Any]) -> bool:
         and subjects
         == [{"kind": "ServiceAccount", "name": "marserve", "namespace": "marserve-system"}]
     )
+
+
+def test_every_kind_the_operator_owns_is_covered() -> None:
+    for api_version, kind in reconcile.OWNED_KINDS:
+        group = api_version.rpartition("/")[0]
+        for verb in ("get", "create", "patch"):
+            assert (group, kube.plural(kind), verb) in NAMESPACED_NEEDS, (api_version, kind, verb)
 
 
 def test_cluster_wide_install_grants_exactly_what_the_operator_uses(
