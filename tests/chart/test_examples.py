@@ -3,6 +3,7 @@ CEL rules) and by the operator's own spec parsing."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +41,13 @@ def test_example_is_a_valid_inference_model(path: Path, crd: dict[str, Any]) -> 
         namespace=model["metadata"]["namespace"],
         spec=model["spec"],
     )
+
+
+def test_the_manifest_in_the_install_notes_is_valid(crd: dict[str, Any]) -> None:
+    install = [tools.tool("helm"), "install", "marserve", tools.CHART_DIR, "--dry-run=client"]
+    notes = tools.run([*install, "--set", "watchNamespaces={ml}"]).stdout
+    block = notes.split("Save this as mnist.yaml:", 1)[1].split("then: kubectl apply", 1)[0]
+    model = yaml.safe_load(textwrap.dedent(block))
+    assert model["metadata"]["namespace"] == "ml"
+    assert crd_schema.errors(crd, model) == []
+    assert crd_schema.cel_violations(crd, model) == []
