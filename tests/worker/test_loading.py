@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -284,3 +285,14 @@ def _twelve_wide_state() -> dict[str, torch.Tensor]:
         "layers.2.weight": torch.zeros(4, 12),
         "layers.2.bias": torch.zeros(4),
     }
+
+
+def test_model_file_never_replaces_an_unrelated_module(tmp_path: Path) -> None:
+    """A model file called json.py must not swap out the standard library's json."""
+    import json
+
+    source = Path(models.__file__).with_name("tiny_mlp.py").read_text()
+    models.write_text(tmp_path / "json.py", source)
+    handler = _serve(tmp_path, model_file="json.py")
+    assert type(handler.model).__name__ == "TinyMLP"
+    assert sys.modules["json"] is json

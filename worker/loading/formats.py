@@ -19,13 +19,16 @@ from typing import Any
 import torch
 
 from marserve.worker.loading.device import map_location
-from marserve.worker.loading.onnx_session import open_onnx_session
 
 SUPPORTED_FORMATS = (
     "eager (manifest modelFile + state_dict serializedFile), TorchScript (.pt), ONNX (.onnx), "
     "AOTInductor shared library (.so, with 'pt2: {export: {aot_compile: true}}' in the model "
     "YAML), AOTInductor or torch.export package (.pt2)"
 )
+
+
+MODEL_MODULE_MARK = "__marserve_model_file__"
+"""Set on modules imported from model files: a later model file of that name may replace them."""
 
 
 class ModelFormat(enum.Enum):
@@ -92,7 +95,7 @@ def load_model(
     require_file(weights)
     loaders: dict[ModelFormat, Callable[[Path, torch.device], Any]] = {
         ModelFormat.TORCHSCRIPT: load_torchscript,
-        ModelFormat.ONNX: open_onnx_session,
+        ModelFormat.ONNX: load_onnx,
         ModelFormat.AOT_SHARED_LIBRARY: load_aot_shared_library,
         ModelFormat.PT2_PACKAGE: load_pt2_package,
     }
@@ -122,11 +125,13 @@ def model_class_from_file(path: Path) -> type[torch.nn.Module]:
     """The single torch.nn.Module subclass defined in `path` (imported under its file stem)."""
     if not path.is_file():
         raise ModelLoadError(f"the model file {path.name} named by the manifest is missing")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    name = _module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModelLoadError(f"the model file {path.name} is not an importable Python file")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
+    setattr(module, MODEL_MODULE_MARK, True)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     classes = [
         member
@@ -141,11 +146,29 @@ def model_class_from_file(path: Path) -> type[torch.nn.Module]:
     return classes[0]
 
 
+def _module_name(path: Path) -> str:
+    """The file's stem, as TorchServe imports it, unless that would replace an unrelated module.
+
+    A model file called `utils.py` or `json.py` must not swap out a module already in use.
+    """
+    existing = sys.modules.get(path.stem)
+    if existing is None or getattr(existing, MODEL_MODULE_MARK, False):
+        return path.stem
+    return f"marserve_model_{path.stem}"
+
+
 def load_torchscript(path: Path, device: torch.device) -> torch.jit.ScriptModule:
     module: torch.jit.ScriptModule = torch.jit.load(  # type: ignore[no-untyped-call]
         str(path), map_location=device
     )
     return module.eval()
+
+
+def load_onnx(path: Path, device: torch.device) -> Any:
+    """An ONNX Runtime session; onnxruntime is imported only when a model needs it."""
+    from marserve.worker.loading.onnx_session import open_onnx_session
+
+    return open_onnx_session(path, device)
 
 
 def load_aot_shared_library(path: Path, device: torch.device) -> Callable[..., Any]:
