@@ -54,6 +54,23 @@ format: setup ## apply ruff's fixes and formatting
 test: lint tools ## set everything up, lint, and run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The example: train the tiny iris model, archive it with `marserve archive`, serve it locally.
+MODEL_STORE := model-store
+run: setup ## serve the example model (examples/iris) on 127.0.0.1:8080/8081/8082
+	mkdir -p $(MODEL_STORE)/build
+	$(PY) examples/iris/train.py $(MODEL_STORE)/build/iris.pth
+	$(BIN)/marserve archive --model-name iris --version 1.0 --force \
+	  --model-file examples/iris/model.py --serialized-file $(MODEL_STORE)/build/iris.pth \
+	  --handler examples/iris/handler.py --extra-files examples/iris/index_to_name.json \
+	  --config-file examples/iris/model-config.yaml --export-path $(MODEL_STORE)
+	@echo "Try, once it logs 'serving' (Ctrl-C stops it):"
+	@echo "  curl -s http://127.0.0.1:8080/predictions/iris -H 'Content-Type: application/json' -d '[6.7, 3.1, 5.6, 2.4]'"
+	@echo "  curl -s http://127.0.0.1:8080/v2/models/iris/infer -d '{\"inputs\": [{\"name\": \"data\", \"shape\": [4], \"datatype\": \"FP32\", \"data\": [5.1, 3.5, 1.4, 0.2]}]}'"
+	@echo "  curl -s http://127.0.0.1:8080/ping"
+	@echo "  curl -s http://127.0.0.1:8081/models/iris"
+	@echo "  curl -s http://127.0.0.1:8082/metrics | grep marserve_request_duration_seconds_count"
+	$(BIN)/marserve serve --model-store $(MODEL_STORE) --models iris=iris.mar
+
 soak: setup ## long reliability runs, kept out of `make test`
 	$(BIN)/pytest -m soak $(PYTEST_ARGS)
 
