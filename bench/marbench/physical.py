@@ -1,7 +1,9 @@
 """The physical limit: the forward pass alone, and marserve's handler path without HTTP.
 
-Both run in the bench process before any server starts, so nothing competes with them. The gap
-between these and a server's latency at concurrency 1 is what serving costs.
+Both run in the bench process before any server starts, so nothing competes with them, on one
+torch thread: for models this small a parallel region costs more than it saves, and on a busy
+2-core machine a second OpenMP thread that is not scheduled makes the first one spin for
+milliseconds. The gap between these and a server's latency at concurrency 1 is what serving costs.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def measure(model: BenchModel, *, iterations: int) -> PhysicalLimit:
     """Times forward and handler at batch 1 and 8; raises if the handler path answers wrongly."""
     from marserve.worker.model_loader import load_service
 
+    torch.set_num_threads(1)
     module = _loaded_module(model)
     forward_us: dict[int, float] = {}
     handler_us: dict[int, float] = {}
