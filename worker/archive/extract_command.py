@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     except ArchiveError as error:
         _fail(str(error))
         return EXIT_FAILURE
+    except Exception as error:  # the pod status must still get one line, never a traceback
+        _fail(f"unexpected {type(error).__name__}: {' '.join(str(error).split())}")
+        return EXIT_FAILURE
     if not args.quiet:
         _print_progress(f"extracted {args.archive} into {model_dir}")
     return 0

@@ -161,7 +161,9 @@ def _zip_entries(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> Iter
                 target = stream.read(MAX_LINK_TARGET_BYTES + 1)
             if len(target) > MAX_LINK_TARGET_BYTES:
                 raise ArchiveError(f"entry {info.filename!r} is a symlink with an oversized target")
-            yield Entry(info.filename, EntryKind.SYMLINK, link_target=target.decode("utf-8"))
+            yield Entry(
+                info.filename, EntryKind.SYMLINK, link_target=target.decode(errors="replace")
+            )
         elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
             yield Entry(info.filename, EntryKind.SPECIAL)
         else:
