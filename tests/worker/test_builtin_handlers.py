@@ -238,3 +238,29 @@ def test_base_handler_by_name_compiles_as_the_archived_yaml_says(tmp_path: Path)
     describe = {**batch[0], "headers": [{"name": b"describe", "value": b"True"}]}
     (description,) = service.predict([describe])
     assert json.loads(description.body)["compiled"] is True
+
+
+def test_explanations_are_integrated_gradients(tmp_path: Path) -> None:
+    """For a linear model the path integral is exact: attribution = input x weight of the target."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 224 * 224, 4)).eval()
+    models.write_torchscript(model, tmp_path)
+    image = random_image(240, 260, seed=9)
+    handler = _serve(ImageClassifier(), tmp_path)
+    assert handler.context is not None
+    context = handler_fixtures.with_headers(handler.context, [{"explain": "True"}])
+    rows = [{"body": image_bytes(image), "target": 2}]
+    (attributions,) = handler.handle(rows, context)
+
+    expected = imagenet_reference(image) * model[1].weight[2].detach().view(3, 224, 224)
+    torch.testing.assert_close(torch.tensor(attributions), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_explanation_target_must_be_a_class_index(tmp_path: Path, cnn: torch.nn.Module) -> None:
+    handler = _serve(ImageClassifier(), tmp_path)
+    assert handler.context is not None
+    context = handler_fixtures.with_headers(handler.context, [{"explain": "True"}])
+    rows = [{"body": image_bytes(random_image(32, 32)), "target": "cat"}]
+    with pytest.raises(PredictionException, match="target must be a class index") as caught:
+        handler.handle(rows, context)
+    assert caught.value.error_code == 400
