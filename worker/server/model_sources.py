@@ -30,6 +30,7 @@ class ModelSource:
     manifest: Mapping[str, Any]
     yaml_config: Mapping[str, Any]
     settings: ModelSettings
+    failure: str | None = None  # why it cannot be served: the server reports it FAILED
 
     @property
     def envelope(self) -> str | None:
@@ -42,7 +43,7 @@ def resolve_models(config: ServerConfig, *, scratch: Path) -> list[ModelSource]:
     entries = _expand(config.models, config.model_store)
     if not entries:
         raise ConfigError("no models to serve: pass --models NAME=PATH (or MARSERVE_MODELS)")
-    sources = [_load(name, path, config=config, scratch=scratch) for name, path in entries]
+    sources = [_load_or_fail(name, path, config=config, scratch=scratch) for name, path in entries]
     seen: set[str] = set()
     for source in sources:
         if source.name in seen:
@@ -73,6 +74,32 @@ def _is_model(path: Path) -> bool:
     if path.is_dir():
         return (path / "MAR-INF" / "MANIFEST.json").is_file()
     return path.name.endswith(ARCHIVE_SUFFIXES)
+
+
+def _load_or_fail(
+    name: str | None, path: Path, *, config: ServerConfig, scratch: Path
+) -> ModelSource:
+    """A broken archive fails its own model, not the server: the other models are still served
+    and the failure shows in the management API and readiness."""
+    try:
+        return _load(name, path, config=config, scratch=scratch)
+    except ConfigError as error:
+        return ModelSource(
+            name=name or _archive_stem(path),
+            version="1.0",
+            model_dir=path,
+            manifest={"model": {}},
+            yaml_config={},
+            settings=config.model_settings({}),
+            failure=str(error),
+        )
+
+
+def _archive_stem(path: Path) -> str:
+    for suffix in ARCHIVE_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.name
 
 
 def _load(name: str | None, path: Path, *, config: ServerConfig, scratch: Path) -> ModelSource:

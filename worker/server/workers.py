@@ -87,6 +87,10 @@ class ModelRunner:
         return self.status == "READY" and any(w.state in ("READY", "BUSY") for w in self.workers)
 
     def start(self) -> None:
+        if self.source.failure is not None:
+            for worker in self.workers:
+                self._fail(worker, self.source.failure)
+            return
         self._tasks = [asyncio.create_task(self._supervise(w)) for w in self.workers]
 
     def submit(self, job: Job) -> None:
