@@ -36,12 +36,11 @@ class ApiError(Exception):
         self.message = message
         self.retry_after = retry_after
 
-    @property
-    def retryable(self) -> bool:
-        """Worth another try: throttling, server trouble, lost connections and write conflicts
-        (but not AlreadyExists, which is an answer, not a race)."""
+    def retryable(self, method: str) -> bool:
+        """Worth another try: throttling, server trouble, lost connections and write conflicts.
+        A 409 to a create means the object exists, which is an answer, not a race."""
         if self.status == 409:
-            return self.reason != "AlreadyExists"
+            return method != "POST" and self.reason != "AlreadyExists"
         return self.status == 0 or self.status in _RETRYABLE_STATUS
 
 
@@ -191,7 +190,7 @@ class KubeClient:
                     method, path, body=body, content_type=content_type, params=params
                 )
             except ApiError as exc:
-                if not exc.retryable or attempt + 1 >= self._retry.attempts:
+                if not exc.retryable(method) or attempt + 1 >= self._retry.attempts:
                     raise
                 await asyncio.sleep(self._retry.delay(attempt, exc.retry_after))
                 attempt += 1

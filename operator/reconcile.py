@@ -215,8 +215,9 @@ async def refresh_status(
         url=model_url(model),
         selector=selector_string(model),
     )
-    await write_status(client, owner, new_status)
-    return Outcome((), new_status, status.transitions(owner.status, new_status))
+    wrote = await write_status(client, owner, new_status)
+    events = status.transitions(owner.status, new_status) if wrote else []
+    return Outcome((), new_status, events)
 
 
 def parse(owner: Owner) -> ModelSpec:
@@ -235,8 +236,9 @@ async def converge(
         new_status = status.invalid_spec_status(
             message=str(exc), previous=owner.status, generation=owner.generation, now=now
         )
-        await write_status(client, owner, new_status)
-        return Outcome((), new_status, status.transitions(owner.status, new_status))
+        wrote = await write_status(client, owner, new_status)
+        events = status.transitions(owner.status, new_status) if wrote else []
+        return Outcome((), new_status, events)
     monitoring = await client.serves(MONITORING_API)
     desired = [
         owned(obj, owner)

@@ -13,7 +13,8 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp.web
@@ -35,6 +36,9 @@ def _parse_path(path: str) -> parsing.ParsedPath:
 
 
 parsing.parse_path = _parse_path
+
+
+_DROP = "DROP-WATCH"
 
 
 def _now() -> str:
@@ -60,14 +64,53 @@ def _selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
     return True
 
 
+@dataclass
+class Failure:
+    """An error the emulator answers to the next matching requests: `applied` ones take effect
+    first (an answer lost on the way back), the others are refused (a conflict, an outage)."""
+
+    method: str
+    path: str
+    status: int
+    reason: str
+    times: int = 1
+    applied: bool = False
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One request, kept small: kmock's own history makes every request slower as it grows."""
+
+    method: str
+    path: str
+    kind: str | None
+    name: str | None
+
+
 class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     """kmock's emulator with the API server behaviour our tests depend on."""
 
     _versions = itertools.count(1000)
+    # kmock matches each request against its whole history; keep only a short tail of it.
+    _history_kept = 4
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.resources.load_bundled()
+        self.log: list[Logged] = []
+        self.failures: list[Failure] = []
+
+    def fail(self, failure: Failure) -> None:
+        self.failures.append(failure)
+
+    def _take_failure(self, request: rendering.Request) -> Failure | None:
+        for failure in self.failures:
+            if failure.method == request.method.value.upper() and failure.path == request.url.path:
+                failure.times -= 1
+                if failure.times <= 0:
+                    self.failures.remove(failure)
+                return failure
+        return None
 
     def stored(self, request: rendering.Request) -> dict[str, Any] | None:
         key = (request.resource, request.namespace, request.name)
@@ -76,6 +119,33 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         return copy.deepcopy(self.objects[key].raw)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        del self._requests[: -self._history_kept]
+        data = request.data if isinstance(request.data, dict) else {}
+        meta = data.get("metadata") or {}
+        self.log.append(
+            Logged(
+                request.method.value.upper(), request.url.path, data.get("kind"), meta.get("name")
+            )
+        )
+        failure = self._take_failure(request)
+        if failure is not None and not failure.applied:
+            return self._status(failure)
+        response = await self._handle_request(request)
+        return self._status(failure) if failure is not None else response
+
+    @staticmethod
+    def _status(failure: Failure) -> aiohttp.web.StreamResponse:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "status": "Failure",
+            "code": failure.status,
+            "reason": failure.reason,
+            "message": f"injected {failure.status} {failure.reason}",
+        }
+        return aiohttp.web.json_response(body, status=failure.status)
+
+    async def _handle_request(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         if request.resource is not None and request.subresource == "scale":
             return await self._handle_scale(request)
         if request.resource is not None and request.action == enums.action.CREATE:
@@ -171,6 +241,11 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         }
         return aiohttp.web.json_response(scale)
 
+    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
+        if isinstance(exc, kmock.KubernetesError) and exc.status == 409:
+            exc = kmock.KubernetesError(409, "AlreadyExists", "the object already exists")
+        return await super()._render_error(exc)
+
     async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
         return rendering.Response(status=201, payload=await super()._serve_create(request))
 
@@ -190,6 +265,17 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         result["kind"] = f"{info.kind}List"
         result["metadata"] = {"resourceVersion": str(next(self._versions))}
         return result
+
+    async def _serve_watch(self, request: rendering.Request) -> Any:
+        async for event in super()._serve_watch(request):
+            if isinstance(event, dict) and event.get("type") == _DROP:
+                return
+            yield event
+
+    async def drop_watches(self) -> None:
+        """End every open watch stream, as an API server restart or a proxy timeout does."""
+        for bus in list(self._buses.values()):
+            await bus.put({"type": _DROP})
 
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
         result: dict[str, Any] = await super()._serve_version(request)
@@ -282,5 +368,8 @@ class RunningEmulator:
     def items(self, path: str) -> list[dict[str, Any]]:
         return list((self.get(path) or {}).get("items", []))
 
-    def requests(self) -> Iterator[rendering.Request]:
-        return iter(list(self.emulator))
+    def log(self) -> list[Logged]:
+        return list(self.emulator.log)
+
+    def fail(self, failure: Failure) -> None:
+        self._loop.call_soon_threadsafe(self.emulator.fail, failure)

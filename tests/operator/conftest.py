@@ -1,0 +1,42 @@
+"""Fixtures for operator tests: one emulator, one kubectl and one running operator per module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from marserve.operator.settings import OperatorSettings
+from support.kube_emulator import RunningEmulator
+from support.operator_harness import NAMESPACE, Kubectl, OperatorThread, install_crd
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RunningEmulator]:
+    emulator = RunningEmulator().start()
+    try:
+        for name in ("default", NAMESPACE):
+            emulator.request(
+                "POST",
+                "/api/v1/namespaces",
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+            )
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def kubectl(cluster: RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    tool = Kubectl(cluster.url, tmp_path_factory.mktemp("kubectl"))
+    install_crd(cluster, tool)
+    return tool
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: RunningEmulator, kubectl: Kubectl) -> Iterator[OperatorThread]:
+    running = OperatorThread(server=cluster.url, settings=OperatorSettings()).start()
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -1,0 +1,171 @@
+"""What operator tests drive: kopf running marserve's handlers in its own thread against the
+Kubernetes emulator, the real kubectl pointed at it, and the issue's example manifest."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from marserve.operator import kube, main
+from marserve.operator.settings import OperatorSettings
+from support.kube_emulator import RunningEmulator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = REPO_ROOT / "crds" / "inferencemodel.yaml"
+NAMESPACE = "ml"
+MODELS = "/apis/serving.marserve.io/v1alpha1/namespaces/ml/inferencemodels"
+DEPLOYMENTS = "/apis/apps/v1/namespaces/ml/deployments"
+SERVICES = "/api/v1/namespaces/ml/services"
+PODS = "/api/v1/namespaces/ml/pods"
+# Short timeouts so a stop, a reconnect or a retried request takes a second, not minutes.
+TEST_TIMING = main.Timing(
+    watch_server_timeout=20.0,
+    watch_client_timeout=30.0,
+    connect_timeout=5.0,
+    request_timeout=10.0,
+    exit_timeout=1.0,
+    retry=kube.RetryPolicy(attempts=6, first_delay=0.05, max_delay=0.5, request_timeout=10.0),
+)
+
+EXAMPLE_MANIFEST = """\
+apiVersion: serving.marserve.io/v1alpha1
+kind: InferenceModel
+metadata: {name: resnet, namespace: ml}
+spec:
+  archive:
+    uri: https://models.example.com/resnet-2.0.mar
+    sha256: 3b1f0d6c9a4e8b7f2c5d1e0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c
+  modelName: resnet
+  handler: image_classifier
+  batching: {maxBatchSize: 8, maxBatchDelayMs: 5}
+  workersPerReplica: 1
+  responseTimeoutSeconds: 60
+  replicas: 2
+  autoscaling: {minReplicas: 1, maxReplicas: 10, metric: inflight, target: 16, engine: hpa}
+  accelerator: {type: nvidia, count: 1}
+  resources: {requests: {cpu: "2", memory: 4Gi}, limits: {memory: 8Gi}}
+  image: ghcr.io/marserve/worker:0.1.0
+  nodeSelector: {}
+  auth: {tokenSecretRef: {name: resnet-token}}
+"""
+
+
+def wait_for(
+    check: Callable[[], Any], *, timeout: float = 20.0, what: str = "the condition"
+) -> Any:
+    """Poll until `check` returns something truthy; fail with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what} (last value: {last!r})")
+
+
+class Kubectl:
+    """The real kubectl pointed at the emulator, as a user would run it."""
+
+    def __init__(self, server: str, cache_dir: Path) -> None:
+        found = shutil.which("kubectl", path=str(Path(sys.executable).parent))
+        self.binary = found or shutil.which("kubectl")
+        self.server = server
+        self.cache_dir = cache_dir
+
+    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        if self.binary is None:
+            pytest.skip("kubectl is not installed (make tools puts it into .venv/bin)")
+        # A fresh discovery cache per call: resources appear as CRDs are applied.
+        cache = self.cache_dir / str(time.monotonic_ns())
+        command = [self.binary, "--server", self.server, "--cache-dir", str(cache), *args]
+        env = {**os.environ, "KUBECONFIG": os.devnull}
+        return subprocess.run(
+            command, input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+
+    def ok(self, *args: str, stdin: str | None = None) -> str:
+        result = self(*args, stdin=stdin)
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+
+class OperatorThread:
+    """marserve's operator in its own thread and event loop; `stop` always ends the thread."""
+
+    def __init__(self, *, server: str, settings: OperatorSettings) -> None:
+        self.server = server
+        self.settings = settings
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def start(self) -> OperatorThread:
+        self._stop = threading.Event()
+        ready = threading.Event()
+        connection = kube.Connection(server=self.server, insecure=True)
+
+        def target() -> None:
+            try:
+                asyncio.run(
+                    main.run(
+                        settings=self.settings,
+                        connection=connection,
+                        timing=TEST_TIMING,
+                        stop_flag=self._stop,
+                        ready_flag=ready,
+                    )
+                )
+            except BaseException as exc:
+                self.error = exc
+
+        self._thread = threading.Thread(target=target, name="marserve-operator", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout=30):
+            self.stop()
+            raise RuntimeError(f"the operator did not start: {self.error!r}")
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            assert not self._thread.is_alive(), "the operator thread did not stop"
+        self._thread = None
+
+
+def install_crd(cluster: RunningEmulator, kubectl: Kubectl) -> None:
+    kubectl.ok("apply", "--validate=false", "-f", str(CRD_FILE))
+    wait_for(lambda: cluster.get(MODELS) is not None, what="the InferenceModel resource")
+
+
+def model_path(name: str) -> str:
+    return f"{MODELS}/{name}"
+
+
+def manifest(name: str = "resnet", **spec_changes: Any) -> str:
+    """The issue's example manifest, renamed and with top-level spec fields replaced."""
+    data = yaml.safe_load(EXAMPLE_MANIFEST)
+    data["metadata"]["name"] = name
+    for key, value in spec_changes.items():
+        if value is None:
+            data["spec"].pop(key, None)
+        else:
+            data["spec"][key] = value
+    return yaml.safe_dump(data)
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == type_), {})
