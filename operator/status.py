@@ -104,7 +104,7 @@ def _init_containers(status: Mapping[str, Any], found: dict[str, Any]) -> None:
             found.setdefault("archive_failure", Problem("ArchiveFailed", message))
         elif pull is not None:
             found.setdefault("image_pull", pull)
-        elif state.get("running"):
+        elif "running" in state:
             found["extracting"] = True
         elif state.get("terminated"):
             version = _version_from(str(state["terminated"].get("message") or ""))
@@ -125,7 +125,7 @@ def _workers(status: Mapping[str, Any], found: dict[str, Any]) -> None:
         elif crashing or (int(worker.get("restartCount") or 0) > 0 and last is not None):
             message = _terminated_message(last) if last else "the worker keeps exiting"
             found.setdefault("crash_loop", Problem("WorkerCrashLooping", message))
-        elif state.get("running"):
+        elif "running" in state:
             found["archive_extracted"] = True
             found["loading"] = found.get("loading") or not worker.get("ready")
 
