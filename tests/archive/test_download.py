@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import io
+import os
 import re
 import socket
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,6 +100,54 @@ def test_500_then_ok_is_retried(
     retries = [line for line in outcome.stderr_lines if line.startswith("retrying")]
     assert len(retries) == 2
     assert (tmp_path / "models" / MANIFEST_PATH).is_file()
+
+
+def _mar_with_padding(size: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(MANIFEST_PATH, '{"model": {"modelName": "m", "handler": "h.py"}}')
+        archive.writestr("weights.bin", os.urandom(size))
+    return buffer.getvalue()
+
+
+def _ranged(body: bytes, request: web.Request) -> web.Response:
+    """Answers a `Range: bytes=N-` request with 206 and the tail, as S3 and CDNs do."""
+    start = int(request.headers["Range"].removeprefix("bytes=").removesuffix("-"))
+    return web.Response(
+        status=206,
+        body=body[start:],
+        headers={"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"},
+    )
+
+
+def test_dropped_connection_resumes_with_a_range_request(
+    serve: Callable[..., Any], marserve: Callable[..., Any], tmp_path: Path
+) -> None:
+    body = _mar_with_padding(3 * 1024 * 1024)
+    ranges: list[str | None] = []
+
+    async def drops_once(request: web.Request) -> web.StreamResponse:
+        ranges.append(request.headers.get("Range"))
+        if len(ranges) > 1:
+            return _ranged(body, request)
+        response = web.StreamResponse()
+        response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    server = serve(_app({"/mlp.mar": drops_once}))
+    digest = hashlib.sha256(body).hexdigest()
+    dest = tmp_path / "models"
+    outcome = marserve("extract", f"{server.url}/mlp.mar", dest, "--sha256", digest, *FAST_RETRIES)
+    assert outcome.code == 0, outcome.stderr_lines
+    assert ranges[0] is None
+    assert len(ranges) == 2
+    resumed_at = int(str(ranges[1]).removeprefix("bytes=").removesuffix("-"))
+    assert 0 < resumed_at <= len(body) // 2
+    assert (dest / "weights.bin").stat().st_size == 3 * 1024 * 1024
 
 
 def test_persistent_5xx_gives_up_after_the_attempts(
@@ -257,6 +308,20 @@ def _s3_app(objects: dict[str, bytes], *, region: str, token: str | None) -> web
     app = web.Application()
     app.router.add_get("/{bucket}/{key:.+}", get_object)
     return app
+
+
+def test_s3_resume_signs_its_range_header() -> None:
+    settings = s3.S3Settings.from_env(
+        {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    )
+    headers = s3.signed_get_headers(
+        "https://b.s3.us-east-1.amazonaws.com/k.mar",
+        settings,
+        now=_now(),
+        extra={"Range": "bytes=100-"},
+    )
+    assert headers["Range"] == "bytes=100-"
+    assert "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date," in headers["Authorization"]
 
 
 @pytest.mark.parametrize("token", [None, "session-token/abc=="], ids=["keys", "session"])

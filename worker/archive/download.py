@@ -13,8 +13,12 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from marserve.worker.archive import s3
@@ -48,6 +52,21 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
+@dataclass
+class _Transfer:
+    """What arrived so far; kept across attempts so that a retry resumes instead of restarting."""
+
+    url: str
+    target: Path
+    received: int = 0
+    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+
+    def restart(self) -> None:
+        self.received = 0
+        self.digest = hashlib.sha256()
+        self.target.write_bytes(b"")
+
+
 def download(
     url: str,
     target: Path,
@@ -56,8 +75,14 @@ def download(
     options: DownloadOptions,
     report: Report | None = None,
 ) -> str:
-    """Downloads `url` into `target` and returns the body's sha256 (hex)."""
+    """Downloads `url` into `target` and returns the body's sha256 (hex).
+
+    A retry after a dropped connection asks for the missing bytes only (HTTP Range); servers
+    that ignore the range simply send everything again.
+    """
     shown = display_url(url)
+    transfer = _Transfer(url, target)
+    transfer.restart()
     last_error = ""
     for attempt in range(options.attempts):
         if attempt:
@@ -65,7 +90,7 @@ def download(
             if report:
                 report(f"retrying download of {shown} ({last_error})")
         try:
-            return _attempt(url, target, limits=limits, options=options, report=report)
+            return _attempt(transfer, limits=limits, options=options, report=report)
         except _TransientError as error:
             last_error = str(error)
     raise ArchiveError(
@@ -74,36 +99,42 @@ def download(
 
 
 def _attempt(
-    url: str,
-    target: Path,
+    transfer: _Transfer,
     *,
     limits: ExtractLimits,
     options: DownloadOptions,
     report: Report | None,
 ) -> str:
-    request = _request(url)
-    shown = display_url(url)
+    shown = display_url(transfer.url)
+    wanted = {"Range": f"bytes={transfer.received}-"} if transfer.received else {}
+    request = _request(transfer.url, wanted)
     try:
         with urllib.request.urlopen(request, timeout=options.timeout_s) as response:
+            if transfer.received and not _resumes(response, transfer.received):
+                transfer.restart()
             declared = response.headers.get("Content-Length")
             length = int(declared) if declared and declared.isdigit() else None
-            if length is not None and length > limits.max_archive_bytes:
-                raise _too_big(shown, limits, length)
-            progress = Progress(f"downloading {shown}", length, report)
-            digest = hashlib.sha256()
-            received = 0
-            with target.open("wb") as out:
+            total = None if length is None else transfer.received + length
+            if total is not None and total > limits.max_archive_bytes:
+                raise _too_big(shown, limits, total)
+            progress = Progress(f"downloading {shown}", total, report, done=transfer.received)
+            with transfer.target.open("ab") as out:
                 while chunk := response.read(CHUNK_BYTES):
-                    received += len(chunk)
-                    if received > limits.max_archive_bytes:
-                        raise _too_big(shown, limits, received)
-                    digest.update(chunk)
+                    if transfer.received + len(chunk) > limits.max_archive_bytes:
+                        raise _too_big(shown, limits, transfer.received + len(chunk))
                     out.write(chunk)
+                    transfer.received += len(chunk)
+                    transfer.digest.update(chunk)
                     progress.add(len(chunk))
-            if length is not None and received != length:
-                raise _TransientError(f"connection closed after {received} of {length} bytes")
-            return digest.hexdigest()
+            if total is not None and transfer.received != total:
+                raise _TransientError(
+                    f"connection closed after {transfer.received} of {total} bytes"
+                )
+            return transfer.digest.hexdigest()
     except urllib.error.HTTPError as error:
+        if error.code == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE and transfer.received:
+            transfer.restart()
+            raise _TransientError("the server refused to resume; starting over") from error
         if error.code >= 500 or error.code in _RETRYABLE_STATUS:
             raise _TransientError(f"HTTP {error.code} {error.reason}") from error
         raise ArchiveError(
@@ -114,13 +145,22 @@ def _attempt(
         raise _TransientError(f"{type(error).__name__}: {reason}") from error
 
 
-def _request(url: str) -> urllib.request.Request:
+def _resumes(response: Any, offset: int) -> bool:
+    """Whether the server sent exactly the bytes from `offset` on (206 with a matching range)."""
+    content_range = response.headers.get("Content-Range", "")
+    return bool(
+        response.status == HTTPStatus.PARTIAL_CONTENT
+        and content_range.startswith(f"bytes {offset}-")
+    )
+
+
+def _request(url: str, headers: Mapping[str, str]) -> urllib.request.Request:
     if url.startswith("s3://"):
         settings = s3.S3Settings.from_env(os.environ)
         https_url = s3.object_url(url, settings)
-        headers = s3.signed_get_headers(https_url, settings, now=datetime.now(UTC))
-        return urllib.request.Request(https_url, headers=headers)
-    return urllib.request.Request(url, headers={"User-Agent": "marserve-extract"})
+        signed = s3.signed_get_headers(https_url, settings, now=datetime.now(UTC), extra=headers)
+        return urllib.request.Request(https_url, headers=signed)
+    return urllib.request.Request(url, headers={"User-Agent": "marserve-extract", **headers})
 
 
 def _too_big(shown: str, limits: ExtractLimits, size: int) -> ArchiveError:

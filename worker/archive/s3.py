@@ -63,11 +63,21 @@ def object_url(uri: str, settings: S3Settings) -> str:
     return f"https://{bucket}.s3.{settings.region}.amazonaws.com/{encoded_key}"
 
 
-def signed_get_headers(url: str, settings: S3Settings, *, now: datetime) -> dict[str, str]:
-    """Headers for an S3 GET of `url` at time `now` (UTC); unsigned when no credentials."""
+def signed_get_headers(
+    url: str,
+    settings: S3Settings,
+    *,
+    now: datetime,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Headers for an S3 GET of `url` at `now` (UTC), `extra` ones (e.g. Range) signed too.
+
+    Without credentials the request goes out unsigned, as for a public bucket.
+    """
     if settings.credentials is None:
-        return {}
+        return dict(extra or {})
     headers = {
+        **(extra or {}),
         "Host": urlsplit(url).netloc,
         "x-amz-content-sha256": EMPTY_PAYLOAD_SHA256,
         "x-amz-date": now.strftime("%Y%m%dT%H%M%SZ"),
