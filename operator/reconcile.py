@@ -217,7 +217,7 @@ async def refresh_status(
     )
     wrote = await write_status(client, owner, new_status)
     events = status.transitions(owner.status, new_status) if wrote else []
-    return Outcome((), new_status, events)
+    return Outcome([], new_status, events)
 
 
 def parse(owner: Owner) -> ModelSpec:
@@ -238,7 +238,7 @@ async def converge(
         )
         wrote = await write_status(client, owner, new_status)
         events = status.transitions(owner.status, new_status) if wrote else []
-        return Outcome((), new_status, events)
+        return Outcome([], new_status, events)
     monitoring = await client.serves(MONITORING_API)
     desired = [
         owned(obj, owner)

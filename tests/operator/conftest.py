@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from marserve.operator.settings import OperatorSettings
 from support.kube_emulator import RunningEmulator
-from support.operator_harness import NAMESPACE, Kubectl, OperatorThread, install_crd
+from support.operator_harness import CRD_FILE, NAMESPACE, Kubectl, OperatorThread, install_crd
+
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +43,10 @@ def operator(cluster: RunningEmulator, kubectl: Kubectl) -> Iterator[OperatorThr
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def api(cluster: RunningEmulator) -> RunningEmulator:
+    """The emulator with the InferenceModel CRD installed, for tests that need no kubectl."""
+    cluster.request("POST", CRDS, yaml.safe_load(CRD_FILE.read_text()))
+    return cluster

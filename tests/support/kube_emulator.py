@@ -13,6 +13,7 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +97,9 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        self.resources.load_bundled()
+        with warnings.catch_warnings():  # kmock reads its bundle with a deprecated call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.resources.load_bundled()
         self.log: list[Logged] = []
         self.failures: list[Failure] = []
 

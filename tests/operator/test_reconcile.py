@@ -1,0 +1,241 @@
+"""The reconcile path and the API client, driven directly against the emulator: idempotence,
+pruning, discovery of optional APIs, ownership, and retries."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import kmock
+import pytest
+
+from marserve.operator import kube, reconcile
+from marserve.operator.settings import OperatorSettings
+from support.kube_emulator import Failure, RunningEmulator
+from support.operator_harness import DEPLOYMENTS, MODELS, NAMESPACE, model_path
+
+HPAS = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers"
+PDBS = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets"
+MONITORS = "/apis/monitoring.coreos.com/v1/namespaces/ml/servicemonitors"
+NOW = "2026-11-22T01:00:00Z"
+FAST = kube.RetryPolicy(attempts=4, first_delay=0.01, max_delay=0.05, request_timeout=5.0)
+AUTOSCALING = {"minReplicas": 2, "maxReplicas": 4, "metric": "inflight", "target": 8}
+
+
+@pytest.fixture
+async def client(api: RunningEmulator) -> AsyncIterator[kube.KubeClient]:
+    opened = kube.KubeClient.open(kube.Connection(server=api.url, insecure=True), retry=FAST)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def _create_model(api: RunningEmulator, name: str, **spec: Any) -> None:
+    body = {
+        "apiVersion": reconcile.API_VERSION,
+        "kind": reconcile.KIND,
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"archive": {"uri": "https://models.example.com/m.mar"}, "replicas": 2, **spec},
+    }
+    api.request("POST", MODELS, body)
+
+
+def _owner(api: RunningEmulator, name: str) -> reconcile.Owner:
+    body = api.get(model_path(name))
+    assert body is not None
+    return reconcile.Owner.from_body(body)
+
+
+async def _converge(api: RunningEmulator, client: kube.KubeClient, name: str) -> reconcile.Outcome:
+    settings = OperatorSettings()
+    return await reconcile.converge(client, owner=_owner(api, name), settings=settings, now=NOW)
+
+
+def _writes(api: RunningEmulator, since: int) -> list[str]:
+    return [f"{e.method} {e.path}" for e in api.log()[since:] if e.method != "GET"]
+
+
+@pytest.mark.parametrize(
+    ("live", "desired", "expected"),
+    [
+        ({"a": 1, "b": 2}, {"a": 1}, True),
+        ({"a": 1}, {"a": 2}, False),
+        ({"a": {"b": [1, 2]}}, {"a": {"b": [1, 2]}}, True),
+        ({"a": [{"x": 1, "y": 2}]}, {"a": [{"x": 1}]}, True),
+        ({"a": [{"x": 1}, {"x": 2}]}, {"a": [{"x": 1}]}, False),
+        ({}, {"a": None}, True),
+        ({"a": "1"}, {"a": 1}, False),
+    ],
+)
+def test_contains_ignores_server_defaults_but_not_changes(
+    live: dict[str, Any], desired: dict[str, Any], expected: bool
+) -> None:
+    assert reconcile.contains(live, desired) is expected
+
+
+async def test_second_converge_writes_nothing(
+    api: RunningEmulator, client: kube.KubeClient
+) -> None:
+    _create_model(api, "idem")
+    first = await _converge(api, client, "idem")
+    assert sorted(first.actions) == [
+        "created Deployment",
+        "created PodDisruptionBudget",
+        "created Service",
+    ]
+    assert first.events  # the first status is news
+    mark = len(api.log())
+    second = await _converge(api, client, "idem")
+    assert (second.actions, list(second.events)) == ([], [])
+    assert _writes(api, mark) == []
+
+
+async def test_autoscaler_and_budget_follow_the_spec(
+    api: RunningEmulator, client: kube.KubeClient
+) -> None:
+    _create_model(api, "scales", autoscaling=AUTOSCALING)
+    await _converge(api, client, "scales")
+    assert api.get(f"{HPAS}/scales") is not None
+    assert api.get(f"{PDBS}/scales") is not None
+    assert "replicas" not in (api.get(f"{DEPLOYMENTS}/scales") or {})["spec"]
+
+    api.request("PATCH", model_path("scales"), {"spec": {"autoscaling": None, "replicas": 1}})
+    outcome = await _converge(api, client, "scales")
+    assert sorted(outcome.actions) == [
+        "deleted HorizontalPodAutoscaler",
+        "deleted PodDisruptionBudget",
+        "patched Deployment",
+    ]
+    assert api.get(f"{HPAS}/scales") is None
+    assert (api.get(f"{DEPLOYMENTS}/scales") or {})["spec"]["replicas"] == 1
+
+
+async def test_objects_owned_by_others_are_left_alone(
+    api: RunningEmulator, client: kube.KubeClient
+) -> None:
+    foreign = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "shared", "namespace": NAMESPACE},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "other"},
+            "maxReplicas": 3,
+        },
+    }
+    api.request("POST", HPAS, foreign)
+    _create_model(api, "shared")
+    await _converge(api, client, "shared")
+    assert (api.get(f"{HPAS}/shared") or {})["spec"]["maxReplicas"] == 3
+
+
+async def test_service_monitor_only_when_its_api_is_served(
+    api: RunningEmulator, client: kube.KubeClient
+) -> None:
+    _create_model(api, "watched")
+    await _converge(api, client, "watched")
+    assert api.get(f"{MONITORS}/watched") is None
+
+    api.emulator.resources["monitoring.coreos.com/v1/servicemonitors"] = kmock.ResourceInfo(
+        kind="ServiceMonitor", namespaced=True, verbs={"get", "list", "create", "patch", "delete"}
+    )
+    try:
+        outcome = await _converge(api, client, "watched")
+        assert "created ServiceMonitor" in outcome.actions
+        monitor = api.get(f"{MONITORS}/watched")
+        assert monitor is not None
+        assert monitor["metadata"]["ownerReferences"][0]["name"] == "watched"
+    finally:  # the API goes away again, with its objects (kmock serves what it stores)
+        del api.emulator.resources["monitoring.coreos.com/v1/servicemonitors"]
+        del api.emulator.objects["monitoring.coreos.com/v1/servicemonitors", NAMESPACE, "watched"]
+
+
+async def test_invalid_spec_writes_a_condition_and_no_objects(
+    api: RunningEmulator, client: kube.KubeClient
+) -> None:
+    _create_model(api, "invalid", workersPerReplica=-3)
+    outcome = await _converge(api, client, "invalid")
+    assert outcome.actions == []
+    model = api.get(model_path("invalid")) or {}
+    progressing = next(c for c in model["status"]["conditions"] if c["type"] == "Progressing")
+    assert progressing["reason"] == "InvalidSpec"
+    assert "workersPerReplica" in progressing["message"]
+    assert api.get(f"{DEPLOYMENTS}/invalid") is None
+
+
+async def test_remove_deletes_what_the_model_owns(
+    api: RunningEmulator, client: kube.KubeClient
+) -> None:
+    _create_model(api, "removed")
+    await _converge(api, client, "removed")
+    removed = await reconcile.remove(client, _owner(api, "removed"))
+    assert sorted(removed) == [
+        "deleted Deployment",
+        "deleted PodDisruptionBudget",
+        "deleted Service",
+    ]
+    assert api.get(f"{DEPLOYMENTS}/removed") is None
+
+
+async def test_client_retries_server_errors_and_conflicts(
+    api: RunningEmulator, client: kube.KubeClient
+) -> None:
+    _create_model(api, "retried")
+    api.fail(Failure("PATCH", model_path("retried"), 500, "InternalError", times=2))
+    api.fail(Failure("GET", model_path("retried"), 429, "TooManyRequests"))
+    patched = await client.merge_patch(model_path("retried"), {"metadata": {"labels": {"a": "b"}}})
+    assert patched["metadata"]["labels"] == {"a": "b"}
+    assert (await client.get(model_path("retried")) or {})["metadata"]["labels"] == {"a": "b"}
+
+
+async def test_client_gives_up_with_the_servers_reason(
+    api: RunningEmulator, client: kube.KubeClient
+) -> None:
+    api.fail(Failure("GET", model_path("never"), 503, "ServiceUnavailable", times=FAST.attempts))
+    with pytest.raises(kube.ApiError) as raised:
+        await client.get(model_path("never"))
+    assert (raised.value.status, raised.value.reason) == (503, "ServiceUnavailable")
+
+
+async def test_client_does_not_retry_a_create_that_exists(
+    api: RunningEmulator, client: kube.KubeClient
+) -> None:
+    _create_model(api, "twice")
+    mark = len(api.log())
+    with pytest.raises(kube.ApiError) as raised:
+        await client.create(MODELS, {"metadata": {"name": "twice", "namespace": NAMESPACE}})
+    assert raised.value.status == 409
+    assert len(_writes(api, mark)) == 1
+
+
+async def test_lost_connection_is_an_api_error_after_retries() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    connection = kube.Connection(server=f"http://127.0.0.1:{port}", insecure=True)
+    unreachable = kube.KubeClient.open(connection, retry=FAST)
+    try:
+        with pytest.raises(kube.ApiError) as raised:
+            await unreachable.get("/api/v1/namespaces")
+    finally:
+        await unreachable.close()
+    assert raised.value.status == 0 and raised.value.retryable("GET")
+
+
+def test_retry_after_is_honoured_within_the_ceiling() -> None:
+    policy = kube.RetryPolicy(first_delay=0.5, max_delay=4.0)
+    assert [policy.delay(n, None) for n in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert policy.delay(0, "3") == 3.0
+    assert policy.delay(0, "60") == 4.0
+
+
+def test_connection_for_tests_and_paths() -> None:
+    connection = kube.connection_from_env({kube.SERVER_ENV: "http://127.0.0.1:9999/"})
+    assert connection == kube.Connection(server="http://127.0.0.1:9999", insecure=True)
+    assert connection.ssl_context() is False
+    assert kube.path_of("v1", "Pod", namespace="ml") == "/api/v1/namespaces/ml/pods"
+    assert (
+        kube.path_of("policy/v1", "PodDisruptionBudget", namespace="ml", name="m")
+        == "/apis/policy/v1/namespaces/ml/poddisruptionbudgets/m"
+    )
