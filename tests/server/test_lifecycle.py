@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -22,7 +23,10 @@ def broken_server(own_tmp: Path, server_kit: Any) -> Iterator[Any]:
         own_tmp / "broken", name="broken", yaml_config={"handler": {"fail_load": True}}
     )
     server = server_kit.start_server(
-        own_tmp, model_args=[f"ok={ok}", f"broken={broken}"], wait_ready=False
+        own_tmp,
+        model_args=[f"ok={ok}", f"broken={broken}"],
+        wait_ready=False,
+        env={"MARSERVE_LOG_FORMAT": "json"},
     )
     yield server
     server_kit.stop_server(server)
@@ -57,6 +61,18 @@ async def test_a_model_that_cannot_load_is_failed_with_its_reason(broken_server:
         async with session.get(f"{broken_server.management}/models") as response:
             listed = {m["modelName"]: m["status"] for m in (await response.json())["models"]}
         assert listed == {"ok": "READY", "broken": "FAILED"}
+
+
+async def test_logs_are_json_lines_with_request_ids(broken_server: Any) -> None:
+    async with aiohttp.ClientSession() as session:
+        await describe(session, broken_server, "broken")
+        headers = {"X-Request-Id": "trace-me-42"}
+        url = f"{broken_server.inference}/predictions/broken"
+        async with session.post(url, headers=headers) as response:
+            assert response.status == 503
+    entries = [json.loads(line) for line in broken_server.log().splitlines() if line.strip()]
+    assert any(e["level"] == "ERROR" and "broken" in e["message"] for e in entries)
+    assert any(e.get("request_id") == "trace-me-42" for e in entries)
 
 
 async def test_sigterm_drains_in_flight_requests_then_exits_0(broken_server: Any) -> None:

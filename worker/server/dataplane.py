@@ -71,9 +71,13 @@ class DataPlane:
             request=request_dict(request_id=request_id, parameters=parameters, headers=headers),
             loop=loop,
         )
-        runner.submit(job)
-        runner.inflight += 1
         metrics = runner.metrics
+        try:
+            runner.submit(job)
+        except ServingError as error:
+            metrics.request_done(code=error.status, total_s=0.0, queue_s=-1.0)
+            raise
+        runner.inflight += 1
         metrics.inflight.inc()
         timeout = runner.settings.response_timeout_s
         deadline = loop.call_later(

@@ -18,13 +18,17 @@ REQUEST_ID = "request_id"
 async def read_parameters(request: web.Request) -> list[Parameter]:
     """Inputs as TorchServe makes them: the raw body as `body`, or one per multipart form field.
 
-    Query parameters become inputs too, as in TorchServe. Both readers enforce the body limit (413).
+    Query parameters become inputs too, as in TorchServe. Both readers enforce the body limit (413);
+    a form body that cannot be parsed is the client's mistake (400).
     """
     parameters: list[Parameter] = [
         (key, "text/plain", value.encode()) for key, value in request.query.items()
     ]
     if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError as error:  # no or wrong boundary, undecodable fields
+            raise ServingError(400, "BadRequest", f"Malformed form body: {error}") from error
         for name, field in form.items():
             if isinstance(field, web.FileField):
                 parameters.append((name, field.content_type, field.file.read()))

@@ -73,7 +73,10 @@ def make_middleware(
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id
         metrics.response(response.status)
-        if log.isEnabledFor(logging.DEBUG):
+        if response.status >= 500:
+            log.warning("%s %s -> %d", request.method, request.path, response.status,
+                        extra={"request_id": request_id})  # fmt: skip
+        elif log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s -> %d", request.method, request.path, response.status,
                       extra={"request_id": request_id})  # fmt: skip
         return response

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import socket
 import sys
 import time
-import traceback
 from typing import Any
 
 from marserve.worker.results import PredictionResult
 from marserve.worker.server.ipc import BlockingChannel
+from marserve.worker.server.logs import configure_logging
+
+log = logging.getLogger("marserve.worker")
 
 
 def _metric_tuples(service: Any) -> list[tuple[Any, ...]]:
@@ -59,7 +62,7 @@ def serve(channel: BlockingChannel, spec: dict[str, Any]) -> int:
         service = _load(spec)
     except BaseException as error:  # any load failure is reported, not raised
         reason = f"{type(error).__name__}: {error}".strip()
-        print(traceback.format_exc(), file=sys.stderr, flush=True)
+        log.exception("model %s could not be loaded", spec["model_name"])
         channel.send(("failed", reason))
         return 1
     context = getattr(service, "context", None)
@@ -98,8 +101,10 @@ def main() -> int:
     parser.add_argument("--spec", required=True, help="JSON: model_dir, model_name, handler ...")
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    spec = json.loads(args.spec)
+    configure_logging(spec.get("log_format", "text"))
     sock = socket.socket(fileno=args.fd)
-    return serve(BlockingChannel(sock), json.loads(args.spec))
+    return serve(BlockingChannel(sock), spec)
 
 
 if __name__ == "__main__":

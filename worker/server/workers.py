@@ -183,6 +183,7 @@ class ModelRunner:
             "handler": self._config.handler,
             "gpu_id": worker.gpu_id,
             "batch_size": self.settings.batch_size,
+            "log_format": self._config.log_format,
         }
         try:
             process = await asyncio.create_subprocess_exec(
