@@ -125,6 +125,16 @@ def test_limit_max_image_pixels_false_lifts_the_pil_limit(
     assert Image.MAX_IMAGE_PIXELS is None
 
 
+def test_images_over_the_pixel_limit_are_413(
+    tmp_path: Path, cnn: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = _serve(ImageClassifier(), tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(PredictionException, match="too large") as caught:
+        _handle(handler, [{"body": image_bytes(random_image(64, 64))}])
+    assert caught.value.error_code == 413
+
+
 def test_image_segmenter_answers_class_and_probability_per_pixel(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = handler_fixtures.TinySegmenter().eval()

@@ -52,6 +52,8 @@ class VisionHandler(BaseHandler, ABC):
                 decoded = Image.open(io.BytesIO(image))
             except UnidentifiedImageError as error:
                 raise PredictionException("the request body is not an image", 400) from error
+            except Image.DecompressionBombError as error:
+                raise PredictionException(f"the image is too large: {error}", 413) from error
             return self.image_processing(decoded)
         return torch.as_tensor(image, dtype=torch.float32)
 
