@@ -1,7 +1,9 @@
 """`marserve archive`: write a model archive with `torch-model-archiver`'s flags.
 
 Archives written here load in TorchServe and marserve alike: same MANIFEST.json fields, same
-flattened layout, same four formats. Errors are one line and exit code 2.
+flattened layout, same four formats. Errors are one line and exit code 2. Two differences from
+torch-model-archiver 0.12.0, both where it fails: a missing export path is created, and a
+`--handler file.py:function` copies `file.py` (0.12.0 looks for a file named `file.py:function`).
 """
 
 from __future__ import annotations
