@@ -141,7 +141,8 @@ def test_handler_honours_enable_false(tmp_path: Path) -> None:
 
 
 def test_handler_survives_a_broken_backend(tmp_path: Path) -> None:
-    torch._dynamo.register_backend(_broken_backend, name="marserve_test_broken")
+    if "marserve_test_broken" not in torch._dynamo.list_backends(exclude_tags=()):
+        torch._dynamo.register_backend(_broken_backend, name="marserve_test_broken")
     handler = _initialize(tmp_path, {"pt2": {"compile": {"backend": "marserve_test_broken"}}})
     context = handler_fixtures.with_headers(handler.context, [{}] * 4)  # type: ignore[arg-type]
     output = torch.tensor(handler.handle(BATCH.tolist(), context))
