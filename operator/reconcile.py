@@ -162,9 +162,14 @@ async def apply(client: kube.KubeClient, obj: Mapping[str, Any]) -> str:
 
 
 async def prune(
-    client: kube.KubeClient, owner: Owner, keep: Sequence[Mapping[str, Any]]
+    client: kube.KubeClient,
+    owner: Owner,
+    keep: Sequence[Mapping[str, Any]],
+    *,
+    garbage_collected: bool = False,
 ) -> list[str]:
-    """Delete objects of the owned kinds that this model owns but no longer wants."""
+    """Delete objects of the owned kinds that this model owns but no longer wants. When the
+    model itself is going, a refused delete is left to the garbage collector."""
     wanted = {(obj["apiVersion"], obj["kind"]) for obj in keep}
     deleted = []
     for api_version, kind in OWNED_KINDS:
@@ -172,8 +177,15 @@ async def prune(
             continue
         path = kube.path_of(api_version, kind, namespace=owner.namespace, name=owner.name)
         live = await client.get(path)
-        if live is not None and owner.owns(live) and await client.delete(path):
-            deleted.append(f"deleted {kind}")
+        if live is None or not owner.owns(live):
+            continue
+        try:
+            if await client.delete(path):
+                deleted.append(f"deleted {kind}")
+        except kube.ApiError as exc:
+            if not (garbage_collected and exc.status == 403):
+                raise
+            deleted.append(f"left {kind} to garbage collection")
     return deleted
 
 
@@ -265,4 +277,4 @@ async def fetch_owner(client: kube.KubeClient, *, namespace: str, name: str) -> 
 
 async def remove(client: kube.KubeClient, owner: Owner) -> list[str]:
     """Delete everything the model owns now, rather than waiting for garbage collection."""
-    return await prune(client, owner, keep=())
+    return await prune(client, owner, keep=(), garbage_collected=True)

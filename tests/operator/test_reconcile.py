@@ -239,3 +239,14 @@ def test_connection_for_tests_and_paths() -> None:
         kube.path_of("policy/v1", "PodDisruptionBudget", namespace="ml", name="m")
         == "/apis/policy/v1/namespaces/ml/poddisruptionbudgets/m"
     )
+
+
+async def test_remove_leaves_a_forbidden_delete_to_garbage_collection(
+    api: RunningEmulator, client: kube.KubeClient
+) -> None:
+    _create_model(api, "gc")
+    await _converge(api, client, "gc")
+    api.fail(Failure("DELETE", f"{DEPLOYMENTS}/gc", 403, "Forbidden"))
+    removed = await reconcile.remove(client, _owner(api, "gc"))
+    assert "left Deployment to garbage collection" in removed
+    assert "deleted Service" in removed
