@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import zipfile
@@ -296,3 +297,24 @@ def test_model_file_never_replaces_an_unrelated_module(tmp_path: Path) -> None:
     handler = _serve(tmp_path, model_file="json.py")
     assert type(handler.model).__name__ == "TinyMLP"
     assert sys.modules["json"] is json
+
+
+def test_model_file_leaves_global_module_names_alone(tmp_path: Path) -> None:
+    models.write_eager(models.make_mlp(), tmp_path)
+    _serve(tmp_path, model_file="model.py", serialized_file="model.pth")
+    loaded = sys.modules.get("model")
+    assert loaded is None or getattr(loaded, "__file__", None) != str(tmp_path / "model.py")
+
+
+def test_model_module_the_handler_imported_is_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that did `from model import TinyMLP` gets instances of that very class."""
+    models.write_eager(models.make_mlp(), tmp_path)
+    spec = importlib.util.spec_from_file_location("model", tmp_path / "model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "model", module)
+    handler = _serve(tmp_path, model_file="model.py", serialized_file="model.pth")
+    assert type(handler.model) is module.TinyMLP

@@ -8,12 +8,14 @@ fails with a message naming it and every supported format, instead of a bare "No
 from __future__ import annotations
 
 import enum
+import hashlib
 import importlib.util
 import inspect
 import sys
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -25,10 +27,6 @@ SUPPORTED_FORMATS = (
     "AOTInductor shared library (.so, with 'pt2: {export: {aot_compile: true}}' in the model "
     "YAML), AOTInductor or torch.export package (.pt2)"
 )
-
-
-MODEL_MODULE_MARK = "__marserve_model_file__"
-"""Set on modules imported from model files: a later model file of that name may replace them."""
 
 
 class ModelFormat(enum.Enum):
@@ -122,17 +120,10 @@ def load_eager(
 
 
 def model_class_from_file(path: Path) -> type[torch.nn.Module]:
-    """The single torch.nn.Module subclass defined in `path` (imported under its file stem)."""
+    """The single torch.nn.Module subclass defined in the model file at `path`."""
     if not path.is_file():
         raise ModelLoadError(f"the model file {path.name} named by the manifest is missing")
-    name = _module_name(path)
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ModelLoadError(f"the model file {path.name} is not an importable Python file")
-    module = importlib.util.module_from_spec(spec)
-    setattr(module, MODEL_MODULE_MARK, True)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    module = _import_model_file(path)
     classes = [
         member
         for _, member in inspect.getmembers(module, inspect.isclass)
@@ -146,15 +137,25 @@ def model_class_from_file(path: Path) -> type[torch.nn.Module]:
     return classes[0]
 
 
-def _module_name(path: Path) -> str:
-    """The file's stem, as TorchServe imports it, unless that would replace an unrelated module.
+def _import_model_file(path: Path) -> ModuleType:
+    """The module of `path`: the one the handler already imported, else a fresh private one.
 
-    A model file called `utils.py` or `json.py` must not swap out a module already in use.
+    A private name keeps model files from taking over a global module name: a `json.py` model
+    file must not replace the standard library's json, nor one model's `model.py` another's.
     """
     existing = sys.modules.get(path.stem)
-    if existing is None or getattr(existing, MODEL_MODULE_MARK, False):
-        return path.stem
-    return f"marserve_model_{path.stem}"
+    existing_file = getattr(existing, "__file__", None)
+    if existing is not None and existing_file and Path(existing_file).resolve() == path.resolve():
+        return existing
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    name = f"marserve_model_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModelLoadError(f"the model file {path.name} is not an importable Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_torchscript(path: Path, device: torch.device) -> torch.jit.ScriptModule:
