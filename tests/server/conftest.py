@@ -44,6 +44,8 @@ class ScriptedHandler:
         settings = context.model_yaml_config.get("handler", {})
         if settings.get("fail_load"):
             raise RuntimeError("the weights are corrupt")
+        if settings.get("hang_load"):
+            time.sleep(3600)
         properties = context.system_properties
         self.gpu_id = properties.get("gpu_id")
         self.model = TinyMLP()

@@ -17,14 +17,20 @@ import pytest
 
 @pytest.fixture(scope="module")
 def broken_server(own_tmp: Path, server_kit: Any) -> Iterator[Any]:
-    """`ok` loads; `broken` raises in initialize(), so the server is up but never ready."""
+    """`ok` loads; `broken` raises in initialize() and `hung` never finishes it, so the server
+    is up but never ready."""
     ok = server_kit.scripted_model_dir(own_tmp / "ok", name="ok")
     broken = server_kit.scripted_model_dir(
         own_tmp / "broken", name="broken", yaml_config={"handler": {"fail_load": True}}
     )
+    hung = server_kit.scripted_model_dir(
+        own_tmp / "hung",
+        name="hung",
+        yaml_config={"startupTimeout": 1, "handler": {"hang_load": True}},
+    )
     server = server_kit.start_server(
         own_tmp,
-        model_args=[f"ok={ok}", f"broken={broken}"],
+        model_args=[f"ok={ok}", f"broken={broken}", f"hung={hung}"],
         wait_ready=False,
         env={"MARSERVE_LOG_FORMAT": "json"},
     )
@@ -50,6 +56,8 @@ async def test_a_model_that_cannot_load_is_failed_with_its_reason(broken_server:
         assert "the weights are corrupt" in described["failure"]
         assert described["workers"][0]["restarts"] == 0
         assert (await describe(session, broken_server, "ok"))["status"] == "READY"
+        hung = await describe(session, broken_server, "hung")
+        assert hung["status"] == "FAILED" and "startupTimeout" in hung["failure"]
         async with session.post(f"{broken_server.inference}/predictions/broken") as response:
             assert response.status == 503
             assert "the weights are corrupt" in (await response.json())["message"]
@@ -60,7 +68,7 @@ async def test_a_model_that_cannot_load_is_failed_with_its_reason(broken_server:
             assert response.status == 503
         async with session.get(f"{broken_server.management}/models") as response:
             listed = {m["modelName"]: m["status"] for m in (await response.json())["models"]}
-        assert listed == {"ok": "READY", "broken": "FAILED"}
+        assert listed == {"ok": "READY", "broken": "FAILED", "hung": "FAILED"}
 
 
 async def test_logs_are_json_lines_with_request_ids(broken_server: Any) -> None:

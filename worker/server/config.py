@@ -30,6 +30,7 @@ class ModelSettings:
     min_workers: int = 1
     max_workers: int = 1
     response_timeout_s: float = 120.0
+    startup_timeout_s: float = 120.0
     job_queue_size: int = 100
     device_ids: tuple[int, ...] = ()
     device_type: str = ""
@@ -100,6 +101,7 @@ class ServerConfig:
                     120,
                 )
             ),
+            startup_timeout_s=float(_first(_yaml_int(yaml_config, "startupTimeout"), 120)),
             job_queue_size=max(
                 1,
                 _first(

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Collection
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from marserve.worker.server.config import ConfigError
 from marserve.worker.server.errors import ServingError, error_response
 from marserve.worker.server.http_io import REQUEST_ID
 from marserve.worker.server.metrics import ServerMetrics
@@ -38,7 +39,7 @@ def read_token(path: str | None) -> bytes | None:
     with open(path, "rb") as handle:
         token = handle.read().strip()
     if not token:
-        raise ValueError(f"token file {path} is empty")
+        raise ConfigError(f"token file {path} is empty")
     return token
 
 
@@ -66,6 +67,8 @@ def make_middleware(
             response = error.response()
         except web.HTTPException as error:
             response = _http_error(error, request)
+        except ConnectionError:
+            raise  # the client left mid-request: no one to answer, and not a server error
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path,
                           extra={"request_id": request_id})  # fmt: skip

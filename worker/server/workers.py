@@ -140,6 +140,7 @@ class ModelRunner:
             "batchSize": settings.batch_size,
             "maxBatchDelay": settings.max_batch_delay_ms,
             "responseTimeout": settings.response_timeout_s,
+            "startupTimeout": settings.startup_timeout_s,
             "deviceIds": list(settings.device_ids),
             "jobQueueStatus": {
                 "remainingCapacity": self.queue.capacity - len(self.queue),
@@ -192,12 +193,16 @@ class ModelRunner:
                 pass_fds=(child.fileno(),), cwd=self.source.model_dir,
                 stdin=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
+        except OSError as error:
+            parent.close()
+            self._fail(worker, f"cannot start a worker process: {error}")
+            return False
         finally:
             child.close()
         channel = await AsyncChannel.open(parent)
         worker.pid, worker.state, worker.started_at = process.pid, "STARTING", time.time()
         try:
-            message = await channel.receive()
+            message = await self._wait_until_loaded(channel, process)
             if message is None or message[0] != "ready":
                 code = await process.wait()
                 reason = message[1] if message else f"worker exited with code {code} while loading"
@@ -221,6 +226,18 @@ class ModelRunner:
         finally:
             channel.close()
             await _reap(process)
+
+    async def _wait_until_loaded(
+        self, channel: AsyncChannel, process: asyncio.subprocess.Process
+    ) -> tuple[Any, ...] | None:
+        """The worker's first message, or a failure once `startupTimeout` has passed."""
+        limit = self.settings.startup_timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                return await channel.receive()
+        except TimeoutError:
+            process.kill()
+            return ("failed", f"the model did not load within {limit:g} s (startupTimeout)")
 
     async def _dispatch(
         self, batch: list[Job], *, channel: AsyncChannel, process: asyncio.subprocess.Process
