@@ -60,6 +60,28 @@ def validate_manifest(manifest: object, *, source: str = MANIFEST_PATH) -> dict[
     return manifest
 
 
+def require_referenced_files(
+    manifest: Mapping[str, Any], model_dir: Path, *, source: str = MANIFEST_PATH
+) -> None:
+    """Checks that every file the manifest names is in the model directory.
+
+    A handler is a file only when it names a `.py` file; other values are built-in handler
+    names or importable modules.
+    """
+    model = manifest.get("model", {})
+    for key in ("serializedFile", "modelFile", "configFile", "requirementsFile", "handler"):
+        value = model.get(key)
+        if not isinstance(value, str):
+            continue
+        path = value.split(":", 1)[0] if key == "handler" else value
+        if key == "handler" and not path.endswith(".py"):
+            continue
+        if not (model_dir / path).is_file():
+            raise ManifestError(
+                f"{source} names model.{key} {value!r}, which is not in the archive"
+            )
+
+
 def _escapes(relative: str) -> bool:
     path = Path(relative)
     return path.is_absolute() or ".." in path.parts

@@ -106,6 +106,7 @@ def _mar_with_padding(size: int) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr(MANIFEST_PATH, '{"model": {"modelName": "m", "handler": "h.py"}}')
+        archive.writestr("h.py", "")
         archive.writestr("weights.bin", os.urandom(size))
     return buffer.getvalue()
 

@@ -117,6 +117,7 @@ def test_progress_lines_for_a_large_archive(marserve: Callable[..., Any], tmp_pa
     archive_path = tmp_path / "big.mar"
     with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(MANIFEST_PATH, '{"model": {"modelName": "big", "handler": "h.py"}}')
+        archive.writestr("h.py", "")
         with archive.open("weights.bin", "w") as weights:
             chunk = bytes(1024 * 1024)
             for _ in range(40):
@@ -136,6 +137,7 @@ def test_unpacked_modes_are_plain(tmp_path: Path) -> None:
         for name, mode, data in [
             (MANIFEST_PATH, 0o600, b'{"model": {"modelName": "m", "handler": "h.py"}}'),
             ("run.sh", 0o4777, b"#!/bin/sh\n"),
+            ("h.py", 0o666, b""),
         ]:
             info = tarfile.TarInfo(name)
             info.mode, info.size = mode, len(data)
@@ -143,6 +145,7 @@ def test_unpacked_modes_are_plain(tmp_path: Path) -> None:
     dest = extract_archive(archive_path, tmp_path / "models")
     assert (dest / MANIFEST_PATH).stat().st_mode & 0o7777 == 0o644
     assert (dest / "run.sh").stat().st_mode & 0o7777 == 0o755
+    assert (dest / "h.py").stat().st_mode & 0o7777 == 0o644
 
 
 def test_destination_inside_the_source_directory_is_refused(

@@ -297,6 +297,25 @@ CASES = [
         "a.mar: MAR-INF/MANIFEST.json has no model.handler",
     ),
     Case(
+        "manifest names a handler file the archive lacks",
+        lambda t, r: _zip(t / "a.mar", [(MANIFEST_PATH, MANIFEST.encode())]),
+        "a.mar: MAR-INF/MANIFEST.json names model.handler 'h.py', which is not in the archive",
+    ),
+    Case(
+        "manifest names weights the archive lacks",
+        lambda t, r: _zip(
+            t / "a.mar",
+            [
+                (
+                    MANIFEST_PATH,
+                    b'{"model": {"modelName": "m", "handler": "x:fn", '
+                    b'"serializedFile": "model.pt"}}',
+                ),
+            ],
+        ),
+        "names model.serializedFile 'model.pt', which is not in the archive",
+    ),
+    Case(
         "digest mismatch",
         lambda t, r: r["default"],
         "sha256 of ",

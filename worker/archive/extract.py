@@ -24,7 +24,12 @@ from marserve.worker.archive.limits import (
     format_size,
 )
 from marserve.worker.archive.progress import Progress, Report
-from marserve.worker.manifest import MANIFEST_PATH, ManifestError, parse_manifest
+from marserve.worker.manifest import (
+    MANIFEST_PATH,
+    ManifestError,
+    parse_manifest,
+    require_referenced_files,
+)
 
 STAGING_PREFIX = ".marserve-extract-"
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -165,7 +170,8 @@ def _model_root(tree: Path, name: str) -> Path:
     for root in candidates:
         if (root / MANIFEST_PATH).is_file():
             try:
-                parse_manifest((root / MANIFEST_PATH).read_bytes())
+                manifest = parse_manifest((root / MANIFEST_PATH).read_bytes())
+                require_referenced_files(manifest, root)
             except ManifestError as error:
                 raise ArchiveError(f"{name}: {error}") from error
             return root
