@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import shutil
+import subprocess
+import sys
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -155,3 +157,15 @@ def test_destination_inside_the_source_directory_is_refused(
     with pytest.raises(ArchiveError, match="must not be inside the source directory"):
         extract_archive(source, source / "copy")
     assert not (source / "copy").exists()
+
+
+def test_extract_command_imports_no_heavy_dependencies() -> None:
+    """The init container starts fast: no torch, numpy or aiohttp behind `marserve extract`."""
+    probe = (
+        "import sys, marserve.worker.archive.extract_command; "
+        "print(sorted({'torch', 'numpy', 'aiohttp', 'yaml'} & set(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", probe], check=True, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "[]"
