@@ -318,3 +318,21 @@ def test_model_module_the_handler_imported_is_reused(
     monkeypatch.setitem(sys.modules, "model", module)
     handler = _serve(tmp_path, model_file="model.py", serialized_file="model.pth")
     assert type(handler.model) is module.TinyMLP
+
+
+def test_state_dict_named_pt_gets_a_hint(tmp_path: Path) -> None:
+    torch.save(models.make_mlp().state_dict(), tmp_path / "model.pt")
+    with pytest.raises(ModelLoadError, match=r"model\.pt was saved with torch\.save.*--model-file"):
+        _serve(tmp_path, serialized_file="model.pt")
+
+
+def test_corrupt_torchscript_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").write_bytes(b"junk")
+    with pytest.raises(ModelLoadError, match=r"model\.pt is not a TorchScript archive"):
+        _serve(tmp_path, serialized_file="model.pt")
+
+
+def test_corrupt_onnx_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"junk")
+    with pytest.raises(ModelLoadError, match=r"model\.onnx is not an ONNX model"):
+        _serve(tmp_path, serialized_file="model.onnx")

@@ -159,9 +159,18 @@ def _import_model_file(path: Path) -> ModuleType:
 
 
 def load_torchscript(path: Path, device: torch.device) -> torch.jit.ScriptModule:
-    module: torch.jit.ScriptModule = torch.jit.load(  # type: ignore[no-untyped-call]
-        str(path), map_location=device
-    )
+    """A `.pt` written by `torch.jit.save`; a plain `torch.save` file gets a hint instead."""
+    try:
+        module: torch.jit.ScriptModule = torch.jit.load(  # type: ignore[no-untyped-call]
+            str(path), map_location=device
+        )
+    except RuntimeError as error:
+        if "constants.pkl" in str(error):
+            raise ModelLoadError(
+                f"{path.name} was saved with torch.save, not torch.jit.save: a state_dict "
+                "needs the model's class file in the manifest (--model-file)"
+            ) from error
+        raise ModelLoadError(f"{path.name} is not a TorchScript archive: {error}") from error
     return module.eval()
 
 
@@ -169,7 +178,12 @@ def load_onnx(path: Path, device: torch.device) -> Any:
     """An ONNX Runtime session; onnxruntime is imported only when a model needs it."""
     from marserve.worker.loading.onnx_session import open_onnx_session
 
-    return open_onnx_session(path, device)
+    try:
+        return open_onnx_session(path, device)
+    except Exception as error:  # onnxruntime raises its own exception types, not one base
+        raise ModelLoadError(
+            f"{path.name} is not an ONNX model ONNX Runtime can load: {error}"
+        ) from error
 
 
 def load_aot_shared_library(path: Path, device: torch.device) -> Callable[..., Any]:
