@@ -71,6 +71,7 @@ def run_python(code: str, *, cwd: Path, extra_path: Path | None = None) -> str:
             "send_intermediate_predict_response",
             "marserve.worker.streaming",
         ),
+        ("ts.handler_utils.timer", "timed", "marserve.worker.handlers.timer"),
         (
             "ts.protocol.otf_message_handler",
             "send_intermediate_predict_response",

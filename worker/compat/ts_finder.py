@@ -23,6 +23,7 @@ ALIASES: dict[str, str] = {
     "ts.metrics.metric_type_enum": "marserve.worker.handler_metrics",
     "ts.metrics.metric_cache_errors": "marserve.worker.handler_metrics",
     "ts.handler_utils.utils": "marserve.worker.streaming",
+    "ts.handler_utils.timer": "marserve.worker.handlers.timer",
     "ts.protocol.otf_message_handler": "marserve.worker.streaming",
 }
 """Exact `ts` names and their marserve modules; children of the two packages map by name."""
