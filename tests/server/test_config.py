@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from marserve.worker.server import config
+from marserve.worker.server import config, options
 
 
 def parse(argv: list[str], env: dict[str, str] | None = None) -> config.ServerConfig:
     parser = argparse.ArgumentParser()
-    config.add_arguments(parser)
-    return config.build_config(parser.parse_args(argv), environ=env or {})
+    options.add_arguments(parser)
+    return options.build_config(parser.parse_args(argv), environ=env or {})
 
 
 def test_defaults_match_torchserve_ports_and_limits() -> None:

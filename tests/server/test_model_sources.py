@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from marserve.worker.server import config
+from marserve.worker.server import config, options
 from marserve.worker.server.model_sources import resolve_models
 
 
 def build(argv: list[str]) -> config.ServerConfig:
     parser = argparse.ArgumentParser()
-    config.add_arguments(parser)
-    return config.build_config(parser.parse_args(argv), environ={})
+    options.add_arguments(parser)
+    return options.build_config(parser.parse_args(argv), environ={})
 
 
 def zip_dir(directory: Path, archive: Path) -> Path:

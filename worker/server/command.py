@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from marserve.worker.server import config as server_config
+from marserve.worker.server import options
 from marserve.worker.server.app import Server
 from marserve.worker.server.config import ConfigError, ServerConfig
 from marserve.worker.server.logs import configure_logging
@@ -20,12 +20,12 @@ log = logging.getLogger("marserve.server")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    server_config.add_arguments(parser)
+    options.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = server_config.build_config(args)
+        config = options.build_config(args)
     except ConfigError as error:
         print(f"marserve serve: {error}", file=sys.stderr)
         return 2

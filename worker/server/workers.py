@@ -178,6 +178,7 @@ class ModelRunner:
     async def _run_process(self, worker: Worker) -> bool:
         """Runs one worker process to its end; True means it died and should be restarted."""
         parent, child = socket.socketpair()
+        spawned = time.monotonic()
         spec = {
             "model_dir": str(self.source.model_dir),
             "model_name": self.name,
@@ -208,7 +209,7 @@ class ModelRunner:
                 reason = message[1] if message else f"worker exited with code {code} while loading"
                 self._fail(worker, str(reason))
                 return False
-            worker.load_seconds = float(message[1])
+            worker.load_seconds = time.monotonic() - spawned  # interpreter, torch and model
             self.metrics.worker_loaded(
                 worker_name=f"{self.name}-{worker.index}", seconds=worker.load_seconds
             )
