@@ -74,6 +74,8 @@ class ScriptedHandler:
                     answers.append(self.model(torch.tensor(body, dtype=torch.float32)).tolist())
             elif isinstance(body, dict) and body.get("stream"):
                 answers.append("end")
+            elif isinstance(body, dict) and body.get("big"):
+                answers.append("x" * body["big"])
             else:
                 answers.append({"batch": len(data), "gpu": self.gpu_id, "pid": os.getpid()})
         return answers
@@ -257,7 +259,14 @@ def main_server(module_tmp: Path, token_file: Path) -> Iterator[RunningServer]:
     server = start_server(
         module_tmp,
         model_args=[f"mlp={mlp}", f"slow={slow}", f"archived={archive}"],
-        extra_args=["--token-file", str(token_file), "--max-request-size", "100000"],
+        extra_args=[
+            "--token-file",
+            str(token_file),
+            "--max-request-size",
+            "100000",
+            "--max-response-size",
+            "50000",
+        ],
         env={"MARSERVE_WORKER_GRACE_SECONDS": "0.5"},
     )
     yield server

@@ -97,6 +97,15 @@ async def test_body_over_the_limit_gets_413(main_server: Any, http: Any) -> None
         assert (await response.json())["code"] == 413
 
 
+async def test_answer_over_the_response_limit_is_an_error(main_server: Any, http: Any) -> None:
+    url = f"{main_server.inference}/predictions/mlp"
+    async with http.post(url, json={"big": 60_000}) as response:
+        assert response.status == 500
+        assert (await response.json())["type"] == "ResponseTooLarge"
+    async with http.post(url, json={"big": 100}) as response:
+        assert response.status == 200
+
+
 async def test_wrong_or_missing_token_gets_401_but_probes_are_open(main_server: Any) -> None:
     async with aiohttp.ClientSession(headers={"Authorization": "Bearer wrong"}) as session:
         for url in (
@@ -108,7 +117,7 @@ async def test_wrong_or_missing_token_gets_401_but_probes_are_open(main_server: 
                 assert (await response.json())["type"] == "Unauthorized"
         async with session.get(f"{main_server.management}/models") as response:
             assert response.status == 401
-        for path in ("/ping", "/v2/health/live", "/v2/health/ready"):
+        for path in ("/ping", "/v2/health/live", "/v2/health/ready", "/openapi.json"):
             async with session.get(f"{main_server.inference}{path}") as response:
                 assert response.status == 200
     async with (

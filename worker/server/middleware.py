@@ -22,7 +22,8 @@ from marserve.worker.server.metrics import ServerMetrics
 log = logging.getLogger("marserve.server.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PROBE_PATHS = frozenset({"/ping", "/v2/health/live", "/v2/health/ready"})
+# Kubernetes probes carry no token; the API description is public and static.
+OPEN_PATHS = frozenset({"/ping", "/v2/health/live", "/v2/health/ready", "/openapi.json"})
 ERROR_TYPES = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -47,7 +48,7 @@ def make_middleware(
     *,
     metrics: ServerMetrics,
     token: bytes | None,
-    exempt: Collection[str] = PROBE_PATHS,
+    exempt: Collection[str] = OPEN_PATHS,
 ) -> Middleware:
     expected = b"Bearer " + token if token is not None else None
 
