@@ -90,6 +90,24 @@ async def test_unknown_routes_and_methods_get_json_errors(
         assert body["type"] and body["message"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [
+        ("/predictions/mlp", b"--xx\r\nbroken", "multipart/form-data; boundary=xx"),
+        ("/v2/models/mlp/infer", b"[" * 50_000, "application/json"),
+        ("/v2/models/mlp/infer", b"\xff\xfe", "application/json"),
+        ("/v1/models/mlp:predict", b"[]", "application/json"),
+    ],
+)
+async def test_malformed_bodies_get_400(
+    main_server: Any, http: Any, path: str, body: bytes, content_type: str
+) -> None:
+    headers = {"Content-Type": content_type}
+    async with http.post(f"{main_server.inference}{path}", data=body, headers=headers) as response:
+        assert response.status == 400
+        assert (await response.json())["code"] == 400
+
+
 async def test_body_over_the_limit_gets_413(main_server: Any, http: Any) -> None:
     url = f"{main_server.inference}/predictions/mlp"
     async with http.post(url, data=b"x" * 200_000) as response:

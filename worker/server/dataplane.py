@@ -32,7 +32,13 @@ def request_dict(
             {"name": name, "contentType": content_type, "value": value}
             for name, content_type, value in parameters
         ],
-        "headers": [{"name": k.encode(), "value": v.encode()} for k, v in headers],
+        "headers": [
+            {
+                "name": k.encode(errors="surrogateescape"),
+                "value": v.encode(errors="surrogateescape"),
+            }
+            for k, v in headers
+        ],
     }
 
 

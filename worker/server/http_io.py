@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from marserve.worker.results import PredictionResult
 from marserve.worker.server.batching import Job, StreamEnd, StreamStart
@@ -27,7 +28,7 @@ async def read_parameters(request: web.Request) -> list[Parameter]:
     if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
             form = await request.post()
-        except ValueError as error:  # no or wrong boundary, undecodable fields
+        except (ValueError, HttpProcessingError) as error:  # bad boundary, headers or fields
             raise ServingError(400, "BadRequest", f"Malformed form body: {error}") from error
         for name, field in form.items():
             if isinstance(field, web.FileField):
@@ -51,7 +52,7 @@ async def read_json(request: web.Request) -> Any:
     body = await request.read()
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise ServingError(400, "BadRequest", f"Request body is not valid JSON: {error}") from error
 
 

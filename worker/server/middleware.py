@@ -77,7 +77,7 @@ def make_middleware(
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id
         metrics.response(response.status)
-        if response.status >= 500:
+        if response.status >= 500 and request.path not in exempt:
             log.warning("%s %s -> %d", request.method, request.path, response.status,
                         extra={"request_id": request_id})  # fmt: skip
         elif log.isEnabledFor(logging.DEBUG):
