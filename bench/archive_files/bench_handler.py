@@ -1,8 +1,8 @@
 """The one handler every benchmark archive carries, served unchanged by marserve and TorchServe.
 
 JSON bodies (a list of floats) feed the MLP; PNG bodies (3x32x32) feed the CNN. Each batch adds
-one to the `BatchesHandled` counter so both servers report their batching the same way: average
-batch size = requests / batches.
+one to the `BatchesHandled` counter and its size to `RequestsHandled`, so both servers report
+their batching the same way: average batch size = requests handled / batches.
 """
 
 import io
@@ -28,5 +28,6 @@ def _to_tensor(value):
 class BenchHandler(BaseHandler):
     def preprocess(self, data):
         self.context.metrics.add_counter("BatchesHandled", 1)
+        self.context.metrics.add_counter("RequestsHandled", len(data))
         rows = [row.get("data") if row.get("data") is not None else row.get("body") for row in data]
         return torch.stack([_to_tensor(row) for row in rows]).to(self.device)

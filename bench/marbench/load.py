@@ -27,10 +27,12 @@ class LoadResult:
     p99_ms: float
     max_ms: float
     capped: bool
+    error_statuses: dict[str, int]
 
     @property
     def throughput(self) -> float:
-        return self.requests / self.duration_s if self.duration_s else 0.0
+        """Successful answers per second: fast refusals (429, 503) must not look like speed."""
+        return (self.requests - self.errors) / self.duration_s if self.duration_s else 0.0
 
 
 def wrk_path() -> str:
@@ -83,4 +85,5 @@ def run(
         p99_ms=summary["p99_us"] / 1e3,
         max_ms=summary["max_us"] / 1e3,
         capped=summary["requests"] >= max_requests,
+        error_statuses=summary["statuses"],
     )

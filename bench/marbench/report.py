@@ -30,6 +30,7 @@ POINT_FIELDS = (
     "errors",
     "average_batch_size",
     "cpu_s_per_1k",
+    "cpu_cores",
 )
 RUN_FIELDS = ("start_to_first_200_s", "idle_rss_bytes", "peak_rss_bytes")
 
@@ -151,6 +152,7 @@ def _load_rows(model: str, servers: dict[str, dict[str, Any]]) -> list[list[str]
         ("errors", lambda v: _fmt(v, ".0f")),
         ("average_batch_size", _fmt),
         ("cpu_s_per_1k", lambda v: _fmt(v, ".3f")),
+        ("cpu_cores", _fmt),
     ]
     for concurrency in concurrencies:
         values = {name: entry["points"].get(concurrency) for name, entry in servers.items()}
@@ -186,6 +188,7 @@ def render(results: RunResults, summary: dict[str, dict[str, dict[str, Any]]]) -
             "errors",
             "avg batch",
             "CPU s / 1k req",
+            "CPU cores busy",
         ],
         [row for model, servers in summary.items() for row in _load_rows(model, servers)],
     )

@@ -31,6 +31,8 @@ class PointResult:
     errors: int
     average_batch_size: float | None
     cpu_s_per_1k: float
+    cpu_cores: float
+    error_statuses: dict[str, int]
     capped: bool
 
 
@@ -74,11 +76,13 @@ def _point(
 
     if config.warmup_s > 0:
         drive(config.warmup_s)
+        servers.drain(server, model=model)
     counters_before = scrape.batch_counters(server.metrics_text(), model=model.name)
     cpu_before = server.stats().cpu_seconds
     result = drive(config.duration_s)
     cpu_after = server.stats().cpu_seconds
     counters_after = scrape.batch_counters(server.metrics_text(), model=model.name)
+    servers.drain(server, model=model)
     return PointResult(
         concurrency=concurrency,
         throughput=result.throughput,
@@ -90,6 +94,8 @@ def _point(
         errors=result.errors,
         average_batch_size=counters_after.average_batch_size(counters_before),
         cpu_s_per_1k=(cpu_after - cpu_before) * 1000 / max(result.requests, 1),
+        cpu_cores=(cpu_after - cpu_before) / result.duration_s,
+        error_statuses=result.error_statuses,
         capped=result.capped,
     )
 
@@ -114,7 +120,7 @@ def _serve_and_measure(
             _log(
                 f"round {round_index} {model.name} {name} c={concurrency}: "
                 f"{point.throughput:.0f} req/s p50 {point.p50_ms:.2f} ms "
-                f"p99 {point.p99_ms:.2f} ms errors {point.errors}"
+                f"p99 {point.p99_ms:.2f} ms errors {point.errors} {point.error_statuses or ''}"
             )
             run.points.append(point)
         run.peak_rss_bytes = server.stats().peak_rss_bytes

@@ -1,9 +1,9 @@
 """Reading batching from each server's own /metrics, the same way for both.
 
-Every batch the bench handler runs adds one to its `BatchesHandled` counter, and both servers
-count requests in `ts_inference_requests_total`; average batch size is their ratio over a load
-point. marserve's native `marserve_batch_size` histogram is the fallback when a handler counter
-is missing.
+Every batch the bench handler runs adds one to its `BatchesHandled` counter and its size to
+`RequestsHandled`; average batch size is their ratio over a load point. Requests a server refused
+(queue full) never reach the handler, so they do not count. marserve's native
+`marserve_batch_size` histogram is the fallback when the handler counters are missing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
 MODEL_LABELS = ("model_name", "ModelName", "model")
-REQUESTS = ("ts_inference_requests_total",)
+REQUESTS = ("RequestsHandled", "RequestsHandled_total")
 BATCHES = ("BatchesHandled", "BatchesHandled_total")
 NATIVE_BATCH_SUM = ("marserve_batch_size_sum",)
 NATIVE_BATCH_COUNT = ("marserve_batch_size_count",)

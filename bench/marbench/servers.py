@@ -55,7 +55,7 @@ class RunningServer:
         body: bytes = b"",
         content_type: str = "application/octet-stream",
     ) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         try:
             connection.request(
                 method,
@@ -210,6 +210,32 @@ def wait_first_200(server: RunningServer, *, model: BenchModel, timeout_s: float
             return elapsed
         time.sleep(POLL_INTERVAL_S)
     raise ServerError(f"{server.name} gave no 200 within {timeout_s} s; see {server.log_path}")
+
+
+def drain(server: RunningServer, *, model: BenchModel, timeout_s: float = 120.0) -> None:
+    """Waits until requests left queued by a finished load run are answered.
+
+    wrk closes its connections at the end of a run, but their requests stay in the server's
+    queue; the next run would find the queue part full. One request sent now is answered only
+    after them (one worker, first in first out), so its answer means the server is idle again.
+    """
+    body = model.body_file.read_bytes()
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        try:
+            status, _ = server.request(
+                "POST",
+                f"/predictions/{model.name}",
+                port=server.ports.inference,
+                body=body,
+                content_type=model.content_type,
+            )
+        except OSError:
+            status = 0
+        if status == 200:
+            return
+        time.sleep(0.05)
+    raise ServerError(f"{server.name} did not drain its queue within {timeout_s} s")
 
 
 def _check_answer(server: RunningServer, model: BenchModel, answer: bytes) -> None:

@@ -7,10 +7,10 @@ from marbench.physical import PhysicalLimit
 from marbench.runner import PointResult, RunResults, ServerRun
 
 TORCHSERVE_METRICS = """\
-# HELP ts_inference_requests_total Torchserve prometheus counter metric with unit: Count
-# TYPE ts_inference_requests_total counter
-ts_inference_requests_total{model_name="mlp",model_version="default",hostname="vm",} {requests}
-ts_inference_requests_total{model_name="other",model_version="default",hostname="vm",} 999.0
+# HELP RequestsHandled Torchserve prometheus counter metric with unit: count
+# TYPE RequestsHandled counter
+RequestsHandled{ModelName="mlp",Level="Model",Hostname="vm",} {requests}
+RequestsHandled{ModelName="other",Level="Model",Hostname="vm",} 999.0
 # HELP BatchesHandled Torchserve prometheus counter metric with unit: count
 # TYPE BatchesHandled counter
 BatchesHandled{ModelName="mlp",Level="Model",Hostname="vm",} {batches}
@@ -39,9 +39,11 @@ def test_average_batch_size_falls_back_to_the_native_histogram() -> None:
 
 
 def point(concurrency: int, *, throughput: float, p50: float, p99: float) -> PointResult:
-    return PointResult(concurrency=concurrency, throughput=throughput, p50_ms=p50, p90_ms=p50,
-                       p99_ms=p99, max_ms=p99, requests=100, errors=0, average_batch_size=1.0,
-                       cpu_s_per_1k=1.0, capped=False)  # fmt: skip
+    return PointResult(
+        concurrency=concurrency, throughput=throughput, p50_ms=p50, p90_ms=p50, p99_ms=p99,
+        max_ms=p99, requests=100, errors=0, average_batch_size=1.0, cpu_s_per_1k=1.0,
+        cpu_cores=0.5, error_statuses={}, capped=False,
+    )  # fmt: skip
 
 
 def server_run(server: str, round_index: int, *, scale: float) -> ServerRun:
@@ -82,6 +84,6 @@ def test_rendered_tables_show_ratios_and_serving_overhead() -> None:
     data = results()
     text = report.render(data, report.summarize(data))
 
-    assert "| mlp | 64 | **ratio** | 2.50 | 0.40 | 0.40 | 0.40 | - | 1.00 | 1.00 |" in text
+    assert "| mlp | 64 | **ratio** | 2.50 | 0.40 | 0.40 | 0.40 | - | 1.00 | 1.00 | 1.00 |" in text
     # Overhead at concurrency 1 is p50 minus the batch-1 forward pass: 0.4 ms - 0.025 ms.
     assert "| mlp | 25.0 | 40.0 | 60.0 | 90.0 | 0.38 | 0.97 |" in text
