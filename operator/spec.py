@@ -61,6 +61,11 @@ AcceleratorType = Literal["none", "nvidia", "intel-xpu", "amd"]
 _OBJECT_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _SHA256 = re.compile(r"[a-f0-9]{64}")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Kubernetes' quantity grammar, as the CRD's pattern for resources states it.
+_QUANTITY = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))?"
+)
 _PVC_URI = re.compile(r"pvc://([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)/([^/].*)")
 _S3_URI = re.compile(r"s3://[^/]+/.+")
 
@@ -214,10 +219,11 @@ def _env(fields: SpecFields) -> tuple[Mapping[str, Any], ...]:
 
 
 def _quantity(value: Any, where: str) -> str:
-    """Numbers as the API server writes them back, so a reconcile sees no false drift."""
-    if isinstance(value, str):
+    """Numbers as the API server writes them back, so a reconcile sees no false drift; text must
+    be a Kubernetes quantity, or the Deployment would be refused where no status can tell why."""
+    if isinstance(value, str) and _QUANTITY.fullmatch(value):
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, str | bool) or not isinstance(value, int | float):
         raise SpecError(f"{where} must be a quantity such as 2, 500m or 4Gi, not {value!r}")
     return str(int(value)) if value == int(value) else f"{round(value * 1000)}m"
 
