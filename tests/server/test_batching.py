@@ -49,6 +49,14 @@ async def test_under_load_a_partial_batch_leaves_after_the_delay() -> None:
     assert len(batch) == 3
 
 
+async def test_under_load_a_partial_batch_leaves_when_no_one_else_is_coming() -> None:
+    queue = ModelQueue(capacity=100, batch_size=64, max_batch_delay_s=60)
+    for index in range(30):
+        queue.put(job(str(index)))  # back to back: soon the next one is overdue
+    batch = await asyncio.wait_for(queue.take(), timeout=30)
+    assert len(batch) == 30
+
+
 async def test_finished_or_cancelled_jobs_are_skipped() -> None:
     queue = ModelQueue(capacity=10, batch_size=8, max_batch_delay_s=0)
     gone, kept = job("gone"), job("kept")

@@ -2,7 +2,9 @@
 
 A worker that becomes idle takes whatever is queued at once, so a lone request never waits for
 company. Only when the queue held more than one job (the model is under load) and the batch is not
-full does it wait for more, and never past `maxBatchDelay` counted from the oldest job's arrival.
+full does it wait for more: while requests keep arriving at their recent pace, and never past
+`maxBatchDelay` counted from the oldest job's arrival. When the next request is overdue the batch
+leaves, so moderate concurrency does not pay the whole delay on every batch.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections import deque
 from typing import Any
 
 from marserve.worker.results import PredictionResult
+
+MIN_PATIENCE_S = 0.0005
 
 
 class QueueFullError(Exception):
@@ -85,6 +89,8 @@ class ModelQueue:
         self.max_batch_delay_s = max_batch_delay_s
         self._jobs: deque[Job] = deque()
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._last_arrival = 0.0
+        self._arrival_gap = max_batch_delay_s  # moving average of the time between requests
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -93,19 +99,14 @@ class ModelQueue:
         if len(self._jobs) >= self.capacity:
             raise QueueFullError
         self._jobs.append(job)
+        gap = min(job.enqueued - self._last_arrival, self.max_batch_delay_s)
+        self._arrival_gap += (gap - self._arrival_gap) * 0.25
+        self._last_arrival = job.enqueued
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 break
-
-    def requeue(self, jobs: list[Job]) -> None:
-        """Puts undelivered jobs back at the front, e.g. when a worker stops before sending them."""
-        self._jobs.extendleft(reversed([job for job in jobs if job.pending]))
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters.clear()
 
     def fail_all(self, error: BaseException) -> None:
         while self._jobs:
@@ -121,8 +122,9 @@ class ModelQueue:
             deadline = batch[0].enqueued + self.max_batch_delay_s
             while len(batch) < self.batch_size and (remaining := deadline - time.monotonic()) > 0:
                 if not self._jobs:
+                    patience = max(2 * self._arrival_gap, MIN_PATIENCE_S)
                     try:
-                        async with asyncio.timeout(remaining):
+                        async with asyncio.timeout(min(remaining, patience)):
                             await self._wait()
                     except TimeoutError:
                         break
