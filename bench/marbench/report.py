@@ -32,7 +32,7 @@ POINT_FIELDS = (
     "cpu_s_per_1k",
     "cpu_cores",
 )
-RUN_FIELDS = ("start_to_first_200_s", "idle_rss_bytes", "peak_rss_bytes")
+RUN_FIELDS = ("start_to_first_200_s", "idle_rss_bytes", "peak_rss_bytes", "load_average")
 
 
 @dataclass(frozen=True)
@@ -203,10 +203,12 @@ def render(results: RunResults, summary: dict[str, dict[str, dict[str, Any]]]) -
                     _fmt(entry["start_to_first_200_s"]),
                     _fmt(entry["idle_rss_bytes"] / MIB, ".0f"),
                     _fmt(entry["peak_rss_bytes"] / MIB, ".0f"),
+                    _fmt(entry["load_average"], ".1f"),
                 ]
             )
     lines += _table(
-        ["model", "server", "start to first 200 s", "idle RSS MiB", "peak RSS MiB"], memory_rows
+        ["model", "server", "start to first 200 s", "idle RSS MiB", "peak RSS MiB", "load avg"],
+        memory_rows,
     )
     lines += ["", "### Physical limit and serving overhead", ""]
     physical_rows = []
@@ -284,6 +286,7 @@ def machine() -> dict[str, Any]:
         "cpu": cpu_model,
         "cores": os.cpu_count(),
         "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "load_average_at_end": os.getloadavg(),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "torch": version("torch"),

@@ -6,6 +6,7 @@ work, thermal state) spreads over both instead of landing on one.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class ServerRun:
     round: int
     start_to_first_200_s: float
     idle_rss_bytes: int
+    load_average: float
     peak_rss_bytes: int = 0
     points: list[PointResult] = field(default_factory=list)
 
@@ -114,6 +116,8 @@ def _serve_and_measure(
             round=round_index,
             start_to_first_200_s=first_200_s,
             idle_rss_bytes=server.stats().rss_bytes,
+            # The machine's 1-minute load average: how much else wanted its cores meanwhile.
+            load_average=os.getloadavg()[0],
         )
         for concurrency in config.concurrencies:
             point = _point(server, model, concurrency=concurrency, config=config)

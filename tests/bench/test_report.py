@@ -49,7 +49,7 @@ def point(concurrency: int, *, throughput: float, p50: float, p99: float) -> Poi
 def server_run(server: str, round_index: int, *, scale: float) -> ServerRun:
     return ServerRun(
         server=server, model="mlp", round=round_index, start_to_first_200_s=2.0 * scale,
-        idle_rss_bytes=int(100e6 * scale), peak_rss_bytes=int(120e6 * scale),
+        idle_rss_bytes=int(100e6 * scale), peak_rss_bytes=int(120e6 * scale), load_average=1.0,
         points=[point(1, throughput=100 / scale, p50=1.0 * scale, p99=2.0 * scale),
                 point(64, throughput=1000 / scale + round_index, p50=10 * scale, p99=40 * scale)],
     )  # fmt: skip
