@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from marserve.worker.archive import s3
+from marserve.worker.archive import download, s3
 from marserve.worker.manifest import MANIFEST_PATH
 
 FAST_RETRIES = ("--attempts", "3", "--retry-backoff", "0.01")
@@ -55,6 +55,33 @@ def test_http_download_with_digest_as_a_subprocess(
     assert (dest / MANIFEST_PATH).is_file()
     assert hits == ["/models/mlp.mar"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["models"]
+
+
+def test_http_authorization_comes_from_the_environment(
+    real_mars: dict[str, Path],
+    serve: Callable[..., Any],
+    marserve: Callable[..., Any],
+    clean_failure: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    seen: list[str | None] = []
+
+    async def guarded(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        if request.headers.get("Authorization") != "Bearer s3cret":
+            raise web.HTTPUnauthorized()
+        return web.Response(body=real_mars["default"].read_bytes())
+
+    server = serve(_app({"/mlp.mar": guarded}))
+    url = f"{server.url}/mlp.mar"
+    refused = marserve("extract", url, tmp_path / "refused", *FAST_RETRIES)
+    clean_failure(refused, tmp_path / "refused", expect=f"download of {url} failed: HTTP 401")
+    monkeypatch.setenv(download.AUTHORIZATION_ENV, "Bearer s3cret")
+    outcome = marserve("extract", url, tmp_path / "models", subprocess_run=True)
+    assert outcome.code == 0, outcome.stderr_lines
+    assert seen == [None, "Bearer s3cret"]
+    assert not any("s3cret" in line for line in outcome.stderr_lines)
 
 
 def test_404_fails_at_once(

@@ -27,6 +27,8 @@ from marserve.worker.archive.limits import DownloadOptions, ExtractLimits, forma
 from marserve.worker.archive.progress import Progress, Report
 
 REMOTE_SCHEMES = ("http://", "https://", "s3://")
+AUTHORIZATION_ENV = "MARSERVE_ARCHIVE_AUTHORIZATION"
+"""An `Authorization` header value for http(s) archives (the InferenceModel's secretRef)."""
 CHUNK_BYTES = 1024 * 1024
 MAX_BACKOFF_S = 30.0
 _RETRYABLE_STATUS = {408, 429}
@@ -160,7 +162,11 @@ def _request(url: str, headers: Mapping[str, str]) -> urllib.request.Request:
         https_url = s3.object_url(url, settings)
         signed = s3.signed_get_headers(https_url, settings, now=datetime.now(UTC), extra=headers)
         return urllib.request.Request(https_url, headers=signed)
-    return urllib.request.Request(url, headers={"User-Agent": "marserve-extract", **headers})
+    authorization = os.environ.get(AUTHORIZATION_ENV)
+    credentials = {"Authorization": authorization} if authorization else {}
+    return urllib.request.Request(
+        url, headers={"User-Agent": "marserve-extract", **credentials, **headers}
+    )
 
 
 def _too_big(shown: str, limits: ExtractLimits, size: int) -> ArchiveError:
