@@ -22,7 +22,7 @@ from marserve.worker.server.model_sources import ModelSource
 from marserve.worker.server.openapi import inference_document
 from marserve.worker.server.routes_inference import InferenceRoutes
 from marserve.worker.server.routes_management import ManagementRoutes
-from marserve.worker.server.routes_v2 import V2Routes, _version
+from marserve.worker.server.routes_v2 import V2Routes, server_version
 from marserve.worker.server.workers import ModelRunner
 
 log = logging.getLogger("marserve.server")
@@ -56,7 +56,7 @@ class Server:
             inference
         )
         V2Routes(self.plane, max_response_size=self.config.max_response_size).add_to(inference)
-        document = inference_document(_version())
+        document = inference_document(server_version())
         inference.router.add_get("/openapi.json", _constant_json(document))
         management = web.Application(middlewares=[middleware], client_max_size=size)
         ManagementRoutes(self.plane).add_to(management)

@@ -27,7 +27,7 @@ from marserve.worker.server.workers import ModelRunner
 JSON = "application/json"
 
 
-def _version() -> str:
+def server_version() -> str:
     try:
         return metadata.version("marserve")
     except metadata.PackageNotFoundError:
@@ -56,7 +56,9 @@ class V2Routes:
         return self.plane.runner(info["model"], info.get("version"))
 
     async def server_metadata(self, request: web.Request) -> web.Response:
-        return web.json_response({"name": "marserve", "version": _version(), "extensions": []})
+        return web.json_response(
+            {"name": "marserve", "version": server_version(), "extensions": []}
+        )
 
     async def live(self, request: web.Request) -> web.Response:
         return web.json_response({"live": True})
