@@ -60,6 +60,8 @@ def bucket_of(stack: list[str], buckets: tuple[tuple[str, str, str], ...]) -> st
 def summarize(raw: Path, buckets: tuple[tuple[str, str, str], ...]) -> list[tuple[str, float]]:
     """Share of samples per bucket from py-spy's raw (collapsed stack) output."""
     counts: collections.Counter[str] = collections.Counter()
+    if not raw.exists():
+        return [("(py-spy wrote no samples for this process)", 1.0)]
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if count.isdigit():
@@ -96,7 +98,11 @@ def main() -> int:
     try:
         servers.wait_first_200(server, model=model, timeout_s=config.start_timeout_s)
         front = server.process.pid
-        worker = next(pid for pid in procstats.tree_pids(front) if pid != front)
+        worker = next(
+            pid
+            for pid in procstats.tree_pids(front)
+            if b"worker_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        )
         url = f"http://127.0.0.1:{server.ports.inference}/predictions/{model.name}"
         outcome: list[load.LoadResult] = []
         driver = threading.Thread(target=lambda: outcome.append(load.run(
