@@ -161,9 +161,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=PATH",
         help="models to serve: NAME=FILE.mar, NAME=DIR, FILE.mar, or all (env MARSERVE_MODELS)",
     )
-    parser.add_argument("--config", type=Path, help="a config.properties file (subset)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="a TorchServe config.properties file (subset; env MARSERVE_CONFIG_FILE)",
+    )
     for option in OPTIONS + MODEL_OPTIONS:
-        parser.add_argument(option.flag, dest=option.dest, help=f"{option.help} (env {option.env})")
+        parser.add_argument(
+            option.flag,
+            dest=option.dest,
+            metavar=option.env.removeprefix("MARSERVE_"),
+            help=f"{option.help} (env {option.env})",
+        )
 
 
 def read_properties(path: Path) -> dict[str, str]:
