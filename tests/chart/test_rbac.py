@@ -13,8 +13,8 @@ from support import tools
 Permission = tuple[str, str, str]  # (API group, resource, verb)
 
 READ = ("get", "list", "watch")
-OWNED = (*READ, "create", "patch")
-OWNED_AND_REMOVED = (*OWNED, "delete")
+BY_NAME = ("get", "create", "patch")
+BY_NAME_AND_REMOVED = (*BY_NAME, "delete")
 
 
 def _grant(group: str, resource: str, verbs: Iterable[str]) -> set[Permission]:
@@ -23,22 +23,24 @@ def _grant(group: str, resource: str, verbs: Iterable[str]) -> set[Permission]:
 
 # What the operator does in a namespace it serves. Deployments and Services are never deleted by
 # the operator (garbage collection follows their owner references); autoscalers, disruption
-# budgets and ServiceMonitors are, when a model stops needing them.
+# budgets and ServiceMonitors are, when a model stops needing them. Only models, Deployments and
+# Pods are watched; the other owned objects are read by name. tests/reliability records the
+# calls the running operator makes and checks this list against them.
 NAMESPACED_NEEDS: set[Permission] = (
     _grant("serving.marserve.io", "inferencemodels", (*READ, "patch"))
-    | _grant("serving.marserve.io", "inferencemodels/status", ("get", "patch"))
-    | _grant("apps", "deployments", OWNED)
-    | _grant("", "services", OWNED)
-    | _grant("autoscaling", "horizontalpodautoscalers", OWNED_AND_REMOVED)
-    | _grant("policy", "poddisruptionbudgets", OWNED_AND_REMOVED)
-    | _grant("keda.sh", "scaledobjects", OWNED_AND_REMOVED)
-    | _grant("monitoring.coreos.com", "servicemonitors", OWNED_AND_REMOVED)
-    | _grant("", "pods", READ)
-    | _grant("", "events", ("create", "patch"))
+    | _grant("serving.marserve.io", "inferencemodels/status", ("patch",))
+    | _grant("apps", "deployments", (*READ, "create", "patch"))
+    | _grant("", "services", BY_NAME)
+    | _grant("autoscaling", "horizontalpodautoscalers", BY_NAME_AND_REMOVED)
+    | _grant("policy", "poddisruptionbudgets", BY_NAME_AND_REMOVED)
+    | _grant("keda.sh", "scaledobjects", BY_NAME_AND_REMOVED)
+    | _grant("monitoring.coreos.com", "servicemonitors", BY_NAME_AND_REMOVED)
+    | _grant("", "pods", ("list", "watch"))
+    | _grant("", "events", ("create",))
 )
 # Cluster-scoped reads kopf needs to follow namespaces and resource definitions.
 CLUSTER_NEEDS: set[Permission] = _grant("", "namespaces", ("list", "watch")) | _grant(
-    "apiextensions.k8s.io", "customresourcedefinitions", READ
+    "apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch")
 )
 
 
