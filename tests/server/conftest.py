@@ -74,6 +74,12 @@ class ScriptedHandler:
                     answers.append(self.model(torch.tensor(body, dtype=torch.float32)).tolist())
             elif isinstance(body, dict) and body.get("stream"):
                 answers.append("end")
+            elif isinstance(body, dict) and body.get("probe"):
+                import operator
+                import sys
+
+                probe = {"cwd": os.getcwd(), "operator": operator.__file__, "path": sys.path}
+                answers.append(probe)
             elif isinstance(body, dict) and body.get("big"):
                 answers.append("x" * body["big"])
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -168,6 +169,17 @@ async def test_workers_are_spread_over_the_configured_devices(main_server: Any, 
     assert sorted(w["gpu"] for w in described["workers"]) == [3, 5]
     async with http.post(f"{main_server.inference}/predictions/mlp", json={}) as response:
         assert (await response.json())["gpu"] in (3, 5)
+
+
+async def test_workers_run_in_the_model_dir_without_the_repo_on_sys_path(
+    main_server: Any, http: Any
+) -> None:
+    async with http.post(f"{main_server.inference}/predictions/mlp", json={"probe": 1}) as response:
+        probe = await response.json()
+    repo = str(Path(__file__).resolve().parents[2])
+    assert Path(probe["cwd"]).name == "mlp"
+    assert not probe["operator"].startswith(repo)  # the standard library's, not operator/
+    assert repo not in probe["path"] and "" not in probe["path"]
 
 
 async def test_kserve_v1(main_server: Any, http: Any) -> None:

@@ -1,15 +1,14 @@
 """The worker process: loads one copy of a model and answers batches sent by the front end.
 
-It is started as `python -P -m marserve.worker.server.worker_process` with the model directory as
-its working directory, so neither the repository root nor the caller's cwd reaches sys.path; handler
-code runs here, never on the front end's event loop.
+It is forked from the fork server (see `processes.py`) and works inside the model directory;
+handler code runs here, never on the front end's event loop.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -95,17 +94,9 @@ def serve(channel: BlockingChannel, spec: dict[str, Any]) -> int:
     return 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="marserve-worker")
-    parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--spec", required=True, help="JSON: model_dir, model_name, handler ...")
-    args = parser.parse_args()
+def run_child(sock: socket.socket, spec: dict[str, Any]) -> None:
+    """The forked worker's entry point: serve on `sock` from inside the model directory."""
+    os.chdir(spec["model_dir"])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    spec = json.loads(args.spec)
     configure_logging(spec.get("log_format", "text"))
-    sock = socket.socket(fileno=args.fd)
-    return serve(BlockingChannel(sock), spec)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve(BlockingChannel(sock), spec))

@@ -8,11 +8,9 @@ marks the model FAILED with the reason, because restarting a broken archive fore
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +22,13 @@ from marserve.worker.server.errors import ServingError, worker_died
 from marserve.worker.server.ipc import AsyncChannel
 from marserve.worker.server.metrics import ModelMetrics
 from marserve.worker.server.model_sources import ModelSource
+from marserve.worker.server.processes import WorkerProcess
 
 log = logging.getLogger("marserve.server.workers")
 
 BACKOFF_FIRST_S = 0.25
 BACKOFF_CAP_S = 30.0
 HEALTHY_UPTIME_S = 60.0
-WORKER_MODULE = "marserve.worker.server.worker_process"
 
 
 @dataclass
@@ -188,12 +186,7 @@ class ModelRunner:
             "log_format": self._config.log_format,
         }
         try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-P", "-m", WORKER_MODULE,
-                "--fd", str(child.fileno()), "--spec", json.dumps(spec),
-                pass_fds=(child.fileno(),), cwd=self.source.model_dir,
-                stdin=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
+            process = await WorkerProcess.start(sock=child, spec=spec)
         except OSError as error:
             parent.close()
             self._fail(worker, f"cannot start a worker process: {error}")
@@ -226,10 +219,10 @@ class ModelRunner:
                 worker.state = "READY"
         finally:
             channel.close()
-            await _reap(process)
+            await process.reap()
 
     async def _wait_until_loaded(
-        self, channel: AsyncChannel, process: asyncio.subprocess.Process
+        self, channel: AsyncChannel, process: WorkerProcess
     ) -> tuple[Any, ...] | None:
         """The worker's first message, or a failure once `startupTimeout` has passed."""
         limit = self.settings.startup_timeout_s
@@ -241,7 +234,7 @@ class ModelRunner:
             return ("failed", f"the model did not load within {limit:g} s (startupTimeout)")
 
     async def _dispatch(
-        self, batch: list[Job], *, channel: AsyncChannel, process: asyncio.subprocess.Process
+        self, batch: list[Job], *, channel: AsyncChannel, process: WorkerProcess
     ) -> bool:
         """Sends one batch and delivers its answers; False when the worker died doing it."""
         now = time.monotonic()
@@ -289,14 +282,3 @@ class ModelRunner:
         self.queue.fail_all(
             ServingError(503, "ModelLoadFailed", f"Model {self.name!r} failed to load: {reason}")
         )
-
-
-async def _reap(process: asyncio.subprocess.Process) -> None:
-    """Lets a worker exit on its own after its channel closes; kills it if it lingers."""
-    if process.returncode is not None:
-        return
-    try:
-        await asyncio.wait_for(process.wait(), timeout=5)
-    except TimeoutError:
-        process.kill()
-        await process.wait()

@@ -1,0 +1,82 @@
+"""Worker processes forked from a fork server that has already imported torch.
+
+Importing torch takes seconds. The fork server imports it once, and each worker is a fork of it,
+so starting or restarting a worker costs a fork plus its model load, and workers share torch's
+memory pages copy-on-write. The fork server is started with the interpreter's own flags (`-P`
+included) and the front end's sys.path, so the repository root never reaches sys.path. Nothing in
+it touches CUDA, so each forked worker initialises its own device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import socket
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from marserve.worker.server import worker_process
+
+PRELOAD = ["torch", "marserve.worker.model_loader", "marserve.worker.server.worker_process"]
+
+
+class WorkerProcess:
+    """One forked worker, with the asyncio-friendly wait and kill the supervisor needs."""
+
+    def __init__(self, process: BaseProcess) -> None:
+        self._process = process
+
+    @classmethod
+    async def start(cls, *, sock: socket.socket, spec: dict[str, Any]) -> WorkerProcess:
+        """Forks a worker that serves on `sock`; the fork server starts on first use."""
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)
+        process = context.Process(
+            target=worker_process.run_child,
+            args=(sock, spec),
+            name=f"marserve-worker-{spec['model_name']}",
+        )
+        await asyncio.to_thread(process.start)  # blocks while the fork server imports torch
+        return cls(process)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def kill(self) -> None:
+        if self._process.exitcode is None:
+            self._process.kill()
+
+    async def wait(self) -> int:
+        """Waits for the exit without blocking the loop; a signal gives its negative number."""
+        code = self._process.exitcode
+        if code is not None:
+            return code
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+        sentinel = self._process.sentinel
+
+        def mark_exited() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(sentinel, mark_exited)
+        try:
+            await exited
+        finally:
+            loop.remove_reader(sentinel)
+        self._process.join(timeout=1)
+        code = self._process.exitcode
+        return -1 if code is None else code
+
+    async def reap(self, timeout: float = 5.0) -> None:
+        """Lets the worker exit on its own after its channel closed; kills it if it lingers."""
+        try:
+            await asyncio.wait_for(self.wait(), timeout=timeout)
+        except TimeoutError:
+            self.kill()
+            await self.wait()
