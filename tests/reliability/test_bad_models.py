@@ -8,6 +8,7 @@ tests/archive/test_hostile.py; here the same kinds of archive reach the server.
 from __future__ import annotations
 
 import json
+import stat
 import struct
 import tempfile
 import zipfile
@@ -44,6 +45,17 @@ def _path_escape(tmp: Path) -> Path:
         tmp / "escape.mar",
         {MANIFEST_PATH: json.dumps(MANIFEST).encode(), "h.py": b"", "../../escaped.py": b"x"},
     )
+
+
+def _symlink_out(tmp: Path) -> Path:
+    """A zip whose handler is a symlink to a file outside the destination."""
+    path = tmp / "symlink.mar"
+    link = zipfile.ZipInfo("h.py")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(MANIFEST_PATH, json.dumps(MANIFEST))
+        archive.writestr(link, "/etc/passwd")
+    return path
 
 
 def _entry_bomb(tmp: Path) -> Path:
@@ -100,6 +112,7 @@ def _wrong_format(tmp: Path) -> Path:
 # model name -> a phrase its failure reason must contain
 EXPECTED_REASONS = {
     "escape": "escaped.py",
+    "symlink": "symlink to an absolute path",
     "bomb": "entries",
     "nomanifest": "MANIFEST.json",
     "truncated": "truncated.mar",
@@ -116,6 +129,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     good = chaos_archive(tmp / "good", name="good", yaml_config={"minWorkers": 1})
     paths = {
         "escape": _path_escape(tmp),
+        "symlink": _symlink_out(tmp),
         "bomb": _entry_bomb(tmp),
         "nomanifest": _zip(tmp / "nomanifest.mar", {"h.py": b""}),
         "truncated": _truncated(good, tmp),
