@@ -44,6 +44,10 @@ VERBS |= {"UPDATE": "patch", "DELETE": "delete"}
 KEDA = "keda.sh/v1alpha1/scaledobjects"
 MONITORS = "monitoring.coreos.com/v1/servicemonitors"
 CRD = crd_schema.load_crd()
+PDBS = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets"
+HPAS = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers"
+SCALED_OBJECTS = "/apis/keda.sh/v1alpha1/namespaces/ml/scaledobjects"
+SERVICE_MONITORS = "/apis/monitoring.coreos.com/v1/namespaces/ml/servicemonitors"
 
 
 class RecordingCluster:
@@ -250,10 +254,33 @@ async def _clear_failures(api: RunningEmulator) -> None:
     api.emulator.failures.clear()
 
 
-PDBS = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets"
-HPAS = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers"
-SCALED_OBJECTS = "/apis/keda.sh/v1alpha1/namespaces/ml/scaledobjects"
-SERVICE_MONITORS = "/apis/monitoring.coreos.com/v1/namespaces/ml/servicemonitors"
+def test_every_create_whose_answer_is_lost_still_leaves_one_object_each(
+    cluster: RecordingCluster, operator: OperatorThread
+) -> None:
+    """Each create is stored but answered 500 (the answer lost on the way back), and the first
+    status writes conflict: the retries must find what exists instead of making it twice."""
+    api = cluster.api
+    owned = (DEPLOYMENTS, SERVICES, HPAS, PDBS, SERVICE_MONITORS)
+    for path in owned:
+        api.fail(Failure("POST", path, 500, "InternalError", applied=True))
+    api.fail(Failure("PATCH", model_path("lossy") + "/status", 409, "Conflict", times=2))
+    _create(cluster, _model("lossy", autoscaling={**AUTOSCALING, "minReplicas": 2}))
+    for path in owned:
+        wait_for(lambda path=path: api.get(f"{path}/lossy"), what=f"{path}/lossy")
+    _report_ready(api, "lossy", 2)
+    wait_for(
+        lambda: (api.get(model_path("lossy")) or {}).get("status", {}).get("phase") == "Ready",
+        what="the status to converge to Ready",
+    )
+    for path in owned:
+        named = [o for o in api.items(path) if o["metadata"]["name"] == "lossy"]
+        assert len(named) == 1, path
+        assert len(named[0]["metadata"]["ownerReferences"]) == 1, path
+        posts = [e for e in api.log() if e.method == "POST" and e.path == path]
+        assert [e.name for e in posts].count("lossy") >= 2, f"{path}: the lost create not retried"
+    assert operator.error is None
+
+
 TAMPERED = "tampered-by-hand"
 
 
