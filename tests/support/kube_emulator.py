@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp.web
+import jsonpatch
 import kmock
 from kmock._internal import dicts, enums, parsing, rendering
 
@@ -40,6 +41,11 @@ parsing.parse_path = _parse_path
 
 
 _DROP = "DROP-WATCH"
+
+
+def _version(obj: Mapping[str, Any]) -> int:
+    version = str((obj.get("metadata") or {}).get("resourceVersion") or "0")
+    return int(version) if version.isdigit() else 0
 
 
 def _now() -> str:
@@ -181,7 +187,10 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             data = {"status": status}
             request.data.clear()
             request.data.update(data)
-        changed = dicts.patch_dict(copy.deepcopy(current), copy.deepcopy(data))
+        try:
+            changed = dicts.patch_dict(copy.deepcopy(current), copy.deepcopy(data))
+        except jsonpatch.JsonPatchException as exc:  # e.g. a failed resourceVersion test
+            raise kmock.KubernetesError(422, "Invalid", str(exc)) from None
         stamp = {"resourceVersion": str(next(self._versions))}
         if changed.get("spec") != current.get("spec"):
             stamp["generation"] = int(current["metadata"].get("generation", 1)) + 1
@@ -270,10 +279,43 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         return result
 
     async def _serve_watch(self, request: rendering.Request) -> Any:
-        async for event in super()._serve_watch(request):
-            if isinstance(event, dict) and event.get("type") == _DROP:
-                return
-            yield event
+        """kmock subscribes to changes only after sending the existing objects, and replays them
+        all even when the client asks for changes since a listed resourceVersion; kopf then acts
+        on stale copies. Subscribe first, and replay only what changed since that version."""
+        yield b""
+        assert request.resource is not None
+        bus = self._buses[request.resource]
+        mark = await bus.mark()
+        try:
+            since = request.params.get("resourceVersion", "")
+            async with self._lock:
+                existing = [
+                    {"type": "MODIFIED" if since.isdigit() else "ADDED", "object": obj.raw}
+                    for (resource, namespace, name), obj in self.objects.items()
+                    if not obj.deleted
+                    and self._watched(request, resource, namespace, name)
+                    and _version(obj.raw) > (int(since) if since.isdigit() else -1)
+                ]
+            for event in existing:
+                yield event
+            async for event in bus.stream(since=mark):
+                if event.get("type") == _DROP:
+                    return
+                meta = event.get("object", {}).get("metadata", {})
+                if self._watched(
+                    request, request.resource, meta.get("namespace"), meta.get("name")
+                ):
+                    yield event
+        finally:
+            await bus.unmark(mark)
+
+    @staticmethod
+    def _watched(request: rendering.Request, resource: Any, namespace: Any, name: Any) -> bool:
+        return bool(
+            resource == request.resource
+            and (request.namespace is None or namespace == request.namespace)
+            and (request.name is None or name == request.name)
+        )
 
     async def drop_watches(self) -> None:
         """End every open watch stream, as an API server restart or a proxy timeout does."""
