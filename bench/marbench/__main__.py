@@ -38,6 +38,12 @@ def parse_config(argv: list[str]) -> BenchConfig:
     parser.add_argument("--duration", type=int, default=5, help="seconds measured per point")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per point")
     parser.add_argument(
+        "--server-warmup",
+        type=int,
+        default=5,
+        help="seconds of load after each server start, before the first point",
+    )
+    parser.add_argument(
         "--max-requests", type=int, default=1_000_000, help="safety bound on requests per point"
     )
     parser.add_argument("--physical-iterations", type=int, default=2000)
@@ -61,6 +67,7 @@ def parse_config(argv: list[str]) -> BenchConfig:
         rounds=args.rounds,
         duration_s=args.duration,
         warmup_s=args.warmup,
+        server_warmup_s=args.server_warmup,
         max_requests=args.max_requests,
         work_dir=(args.work_dir or args.results_dir / f"work-{stamp}").resolve(),
         results_dir=args.results_dir.resolve(),

@@ -38,6 +38,7 @@ class BenchConfig:
     rounds: int
     duration_s: int
     warmup_s: int
+    server_warmup_s: int
     max_requests: int
     work_dir: Path
     results_dir: Path

@@ -89,8 +89,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="marbench-profile-"))
     config = BenchConfig(
         servers=("marserve",), models=(args.model,), concurrencies=(args.concurrency,), rounds=1,
-        duration_s=args.duration, warmup_s=1, max_requests=10**9, work_dir=work,
-        results_dir=work, marserve_bin=Path(sys.executable).with_name("marserve"),
+        duration_s=args.duration, warmup_s=1, server_warmup_s=0, max_requests=10**9,
+        work_dir=work, results_dir=work, marserve_bin=Path(sys.executable).with_name("marserve"),
         torchserve_venv=work, model_yaml=ModelYaml(), physical_iterations=0,
     )  # fmt: skip
     model = artifacts.build(args.model, work_dir=work, model_yaml=config.model_yaml)

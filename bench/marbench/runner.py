@@ -15,7 +15,8 @@ from marbench import artifacts, load, physical, scrape, servers
 from marbench.artifacts import BenchModel
 from marbench.config import BenchConfig
 
-SETTLE_S = 1.0
+IDLE_SAMPLES = 8
+IDLE_SAMPLE_EVERY_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -61,27 +62,35 @@ def _log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def _drive(
+    server: servers.RunningServer,
+    model: BenchModel,
+    *,
+    concurrency: int,
+    duration_s: int,
+    config: BenchConfig,
+) -> load.LoadResult:
+    return load.run(
+        f"http://127.0.0.1:{server.ports.inference}/predictions/{model.name}",
+        body_file=model.body_file,
+        content_type=model.content_type,
+        concurrency=concurrency,
+        duration_s=duration_s,
+        max_requests=config.max_requests,
+    )
+
+
 def _point(
     server: servers.RunningServer, model: BenchModel, *, concurrency: int, config: BenchConfig
 ) -> PointResult:
-    url = f"http://127.0.0.1:{server.ports.inference}/predictions/{model.name}"
-
-    def drive(duration_s: int) -> load.LoadResult:
-        return load.run(
-            url,
-            body_file=model.body_file,
-            content_type=model.content_type,
-            concurrency=concurrency,
-            duration_s=duration_s,
-            max_requests=config.max_requests,
-        )
-
     if config.warmup_s > 0:
-        drive(config.warmup_s)
+        _drive(server, model, concurrency=concurrency, duration_s=config.warmup_s, config=config)
         servers.drain(server, model=model)
     counters_before = scrape.batch_counters(server.metrics_text(), model=model.name)
     cpu_before = server.stats().cpu_seconds
-    result = drive(config.duration_s)
+    result = _drive(
+        server, model, concurrency=concurrency, duration_s=config.duration_s, config=config
+    )
     cpu_after = server.stats().cpu_seconds
     counters_after = scrape.batch_counters(server.metrics_text(), model=model.name)
     servers.drain(server, model=model)
@@ -102,6 +111,19 @@ def _point(
     )
 
 
+def _idle_rss(server: servers.RunningServer) -> int:
+    """The smallest tree RSS over 2 s after the first answer.
+
+    The smallest, because a short-lived helper (TorchServe runs a system-metrics collector
+    process at start and every minute) is no part of what the server needs to stay up.
+    """
+    samples = []
+    for _ in range(IDLE_SAMPLES):
+        time.sleep(IDLE_SAMPLE_EVERY_S)
+        samples.append(server.stats().rss_bytes)
+    return min(samples)
+
+
 def _serve_and_measure(
     name: str, model: BenchModel, *, round_index: int, config: BenchConfig
 ) -> ServerRun:
@@ -109,16 +131,26 @@ def _serve_and_measure(
     server = servers.start(name, model=model, config=config, run_dir=run_dir)
     try:
         first_200_s = servers.wait_first_200(server, model=model, timeout_s=config.start_timeout_s)
-        time.sleep(SETTLE_S)
         run = ServerRun(
             server=name,
             model=model.name,
             round=round_index,
             start_to_first_200_s=first_200_s,
-            idle_rss_bytes=server.stats().rss_bytes,
+            idle_rss_bytes=_idle_rss(server),
             # The machine's 1-minute load average: how much else wanted its cores meanwhile.
             load_average=os.getloadavg()[0],
         )
+        if config.server_warmup_s > 0:
+            # A JVM compiles its hot paths only after thousands of requests: without this
+            # TorchServe's first point would measure its interpreter. marserve gets the same.
+            _drive(
+                server,
+                model,
+                concurrency=max(config.concurrencies),
+                duration_s=config.server_warmup_s,
+                config=config,
+            )
+            servers.drain(server, model=model)
         for concurrency in config.concurrencies:
             point = _point(server, model, concurrency=concurrency, config=config)
             _log(
@@ -127,7 +159,7 @@ def _serve_and_measure(
                 f"p99 {point.p99_ms:.2f} ms errors {point.errors} {point.error_statuses or ''}"
             )
             run.points.append(point)
-        run.peak_rss_bytes = server.stats().peak_rss_bytes
+        run.peak_rss_bytes = max(run.idle_rss_bytes, server.stats().peak_rss_bytes)
         return run
     finally:
         server.stop()

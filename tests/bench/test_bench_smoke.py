@@ -32,7 +32,7 @@ def run_bench(results_dir: Path, *args: str) -> tuple[str, dict[str, Any]]:
     env = dict(os.environ, PYTHONPATH=f"{REPO / 'bench'}{os.pathsep}{REPO / 'tests'}")
     completed = subprocess.run(
         [sys.executable, "-m", "marbench", "--concurrency", "1,4", "--rounds", "1",
-         "--duration", "1", "--warmup", "0", "--physical-iterations", "20",
+         "--duration", "1", "--warmup", "0", "--server-warmup", "1", "--physical-iterations", "20",
          "--results-dir", str(results_dir), "--torchserve-venv", str(TORCHSERVE_VENV), *args],
         env=env, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip

@@ -25,9 +25,10 @@ ALLOWED_GROWTH = 1.10
 def soak_config(work_dir: Path) -> BenchConfig:
     return BenchConfig(
         servers=("marserve",), models=("mlp_eager",), concurrencies=(CONCURRENCY,), rounds=1,
-        duration_s=DURATION_S, warmup_s=0, max_requests=10**9, work_dir=work_dir,
-        results_dir=work_dir, marserve_bin=Path(sys.executable).with_name("marserve"),
-        torchserve_venv=work_dir, model_yaml=ModelYaml(), physical_iterations=0,
+        duration_s=DURATION_S, warmup_s=0, server_warmup_s=0, max_requests=10**9,
+        work_dir=work_dir, results_dir=work_dir,
+        marserve_bin=Path(sys.executable).with_name("marserve"), torchserve_venv=work_dir,
+        model_yaml=ModelYaml(), physical_iterations=0,
     )  # fmt: skip
 
 
