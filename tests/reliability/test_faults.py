@@ -179,3 +179,51 @@ async def test_sigterm_under_load_answers_every_accepted_request_then_exits_0(
         assert exit_code == 0, server.log()
     finally:
         stop_server(server)
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+@pytest.mark.soak
+async def test_a_minute_of_worker_kills_under_load_loses_only_the_killed_batches(
+    server: RunningServer, session: aiohttp.ClientSession
+) -> None:
+    url = f"{server.inference}/predictions/steady"
+    await wait_until(lambda: _ready_pids(session, server, "steady"), what="steady workers")
+    before = codes(await scrape(session, server), "steady")
+    baseline = _rss_kib(server.process.pid)
+    stop = asyncio.Event()
+
+    async def client() -> list[int]:
+        statuses = []
+        while not stop.is_set():
+            statuses.append((await _post(session, url, {"sleep": 0.05}))[0])
+        return statuses
+
+    clients = [asyncio.create_task(client()) for _ in range(4)]
+    kills = 0
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 60
+    while loop.time() < end:
+        await asyncio.sleep(5)
+        await wait_until(lambda: _ready_pids(session, server, "steady"), what="both workers up")
+        workers = (await describe(session, server, "steady"))["workers"]
+        busy = [w["pid"] for w in workers if w["state"] == "BUSY"]
+        if busy:
+            os.kill(busy[0], signal.SIGKILL)
+            kills += 1
+    stop.set()
+    seen = Counter(status for statuses in await asyncio.gather(*clients) for status in statuses)
+    assert kills >= 8
+    assert set(seen) <= {200, 503}, seen
+    assert seen[503] <= kills
+    await wait_idle(session, server, "steady")
+    after = codes(await scrape(session, server), "steady")
+    counted = {code: after.get(code, 0) - before.get(code, 0) for code in after}
+    assert {code: n for code, n in counted.items() if n} == {str(c): n for c, n in seen.items()}
+    grown = _rss_kib(server.process.pid) - baseline
+    assert grown < max(baseline // 10, 16 * 1024), f"front end RSS grew {grown} KiB"
