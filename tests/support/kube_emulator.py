@@ -107,6 +107,9 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             warnings.simplefilter("ignore", DeprecationWarning)
             self.resources.load_bundled()
         self.log: list[Logged] = []
+        # Watch streams are JSON lines; kubectl refuses kmock's application/octet-stream.
+        watch = (self.fallback**1)[enums.action.WATCH]
+        watch << kmock.headers({"Content-Type": "application/json"}) << self._serve_watch
         self.failures: list[Failure] = []
 
     def fail(self, failure: Failure) -> None:
@@ -167,6 +170,8 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         return response
 
     def _stamp_create(self, request: rendering.Request) -> None:
+        if not isinstance(request.data, dict):  # e.g. a protobuf body: not emulated
+            raise kmock.KubernetesError(415, "UnsupportedMediaType", "send JSON")
         meta = request.data.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
@@ -176,6 +181,10 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         meta["resourceVersion"] = str(next(self._versions))
         meta["creationTimestamp"] = _now()
         meta["generation"] = 1
+        if request.resource.plural == "customresourcedefinitions":  # served at once: established
+            names = request.data.get("spec", {}).get("names", {})
+            conditions = [{"type": t, "status": "True"} for t in ("NamesAccepted", "Established")]
+            request.data["status"] = {"acceptedNames": names, "conditions": conditions}
 
     def _stamp_update(self, request: rendering.Request) -> None:
         current = self.stored(request)

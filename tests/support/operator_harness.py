@@ -76,9 +76,10 @@ def wait_for(
 
 
 class Kubectl:
-    """The real kubectl pointed at the emulator, as a user would run it."""
+    """The real kubectl pointed at the emulator (or, with no server, at the current context),
+    as a user would run it."""
 
-    def __init__(self, server: str, cache_dir: Path) -> None:
+    def __init__(self, server: str | None, cache_dir: Path) -> None:
         found = shutil.which("kubectl", path=str(Path(sys.executable).parent))
         self.binary = found or shutil.which("kubectl")
         self.server = server
@@ -89,8 +90,9 @@ class Kubectl:
             pytest.skip("kubectl is not installed (make tools puts it into .venv/bin)")
         # A fresh discovery cache per call: resources appear as CRDs are applied.
         cache = self.cache_dir / str(time.monotonic_ns())
-        command = [self.binary, "--server", self.server, "--cache-dir", str(cache), *args]
-        env = {**os.environ, "KUBECONFIG": os.devnull}
+        target = ["--server", self.server] if self.server else []
+        command = [self.binary, *target, "--cache-dir", str(cache), *args]
+        env = {**os.environ, "KUBECONFIG": os.devnull} if self.server else dict(os.environ)
         return subprocess.run(
             command, input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False
         )
@@ -104,9 +106,18 @@ class Kubectl:
 class OperatorThread:
     """marserve's operator in its own thread and event loop; `stop` always ends the thread."""
 
-    def __init__(self, *, server: str, settings: OperatorSettings) -> None:
+    def __init__(
+        self,
+        *,
+        server: str,
+        settings: OperatorSettings,
+        connection: kube.Connection | None = None,
+        timing: main.Timing = TEST_TIMING,
+    ) -> None:
         self.server = server
         self.settings = settings
+        self.connection = connection or kube.Connection(server=server, insecure=True)
+        self.timing = timing
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.error: BaseException | None = None
@@ -114,15 +125,14 @@ class OperatorThread:
     def start(self) -> OperatorThread:
         self._stop = threading.Event()
         ready = threading.Event()
-        connection = kube.Connection(server=self.server, insecure=True)
 
         def target() -> None:
             try:
                 asyncio.run(
                     main.run(
                         settings=self.settings,
-                        connection=connection,
-                        timing=TEST_TIMING,
+                        connection=self.connection,
+                        timing=self.timing,
                         stop_flag=self._stop,
                         ready_flag=ready,
                     )
