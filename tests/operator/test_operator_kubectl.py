@@ -312,3 +312,67 @@ def test_api_errors_and_a_dropped_watch_are_survived(
     assert len(refused) >= 2  # the throttled create was retried
     assert not cluster.emulator.failures, "every injected error was met"
     assert sum(1 for e in cluster.log() if e.path == watches) > listed_before  # watched again
+
+
+POD_TROUBLE = {
+    "ImagePullError": {
+        "containerStatuses": [
+            {
+                "name": "worker",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "pull denied"}},
+            }
+        ]
+    },
+    "Unschedulable": {
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+            }
+        ]
+    },
+    "WorkerCrashLooping": {
+        "containerStatuses": [
+            {
+                "name": "worker",
+                "ready": False,
+                "restartCount": 5,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "message": "no handler"}},
+            }
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize("reason", sorted(POD_TROUBLE))
+def test_pod_trouble_reaches_the_models_status(
+    cluster: RunningEmulator, kubectl: Kubectl, reason: str
+) -> None:
+    name = f"trouble-{reason.lower()}"
+    kubectl.ok("apply", "--validate=false", "-f", "-", stdin=manifest(name))
+    deployment = wait_for(lambda: cluster.get(f"{DEPLOYMENTS}/{name}"), what="the Deployment")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{name}-abc12",
+            "namespace": NAMESPACE,
+            "labels": deployment["spec"]["template"]["metadata"]["labels"],
+        },
+        "spec": deployment["spec"]["template"]["spec"],
+        "status": {"phase": "Pending", **POD_TROUBLE[reason]},
+    }
+    cluster.request("POST", PODS, pod)
+    available = wait_for(
+        lambda: (
+            condition(cluster.get(model_path(name)), "Available").get("reason") == reason
+            and condition(cluster.get(model_path(name)), "Available")
+        ),
+        what=f"Available reason {reason}",
+    )
+    assert available["status"] == "False" and available["message"]
