@@ -136,6 +136,8 @@ async def test_a_hung_handler_gets_504_at_its_deadline_and_other_models_are_unaf
     (stuck_pid,) = await wait_until(
         lambda: _ready_pids(session, server, "hang"), what="the hang worker"
     )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     hung = asyncio.create_task(_post(session, hang_url, {"sleep": 60}))
     queued_behind = [asyncio.create_task(_post(session, hang_url, {})) for _ in range(2)]
     others = await _client_loop(
@@ -143,8 +145,11 @@ async def test_a_hung_handler_gets_504_at_its_deadline_and_other_models_are_unaf
     )
     assert [status for status, _ in others] == [200] * 10
     status, body = await hung
+    waited = loop.time() - started
     assert status == 504
     assert body["type"] == "ResponseTimeout"
+    # Answered at its deadline: never before it, nor long after it (slack for a busy machine).
+    assert HANG_TIMEOUT_S <= waited < HANG_TIMEOUT_S + WORKER_GRACE_S + 5
     for task in queued_behind:
         assert (await task)[0] in (200, 504)
 
