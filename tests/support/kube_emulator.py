@@ -92,6 +92,8 @@ class Logged:
     path: str
     kind: str | None
     name: str | None
+    agent: str = ""
+    watch: bool = False
 
 
 class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
@@ -136,7 +138,12 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         meta = data.get("metadata") or {}
         self.log.append(
             Logged(
-                request.method.value.upper(), request.url.path, data.get("kind"), meta.get("name")
+                request.method.value.upper(),
+                request.url.path,
+                data.get("kind"),
+                meta.get("name"),
+                agent=request.headers.get("User-Agent", ""),
+                watch=request.params.get("watch") == "true",
             )
         )
         failure = self._take_failure(request)
