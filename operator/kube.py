@@ -56,6 +56,8 @@ class Connection:
     cert_file: str | None = None
     key_file: str | None = None
     insecure: bool = False
+    # A plain test API server named by MARSERVE_KUBE_SERVER: no credentials, no TLS checks.
+    test_server: bool = False
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if self.insecure or not self.server.startswith("https://"):
@@ -74,7 +76,7 @@ class Connection:
 def connection_from_env(environ: Mapping[str, str]) -> Connection:
     """The test server when MARSERVE_KUBE_SERVER is set, else in-cluster, else the kubeconfig."""
     if environ.get(SERVER_ENV):
-        return Connection(server=environ[SERVER_ENV].rstrip("/"), insecure=True)
+        return Connection(server=environ[SERVER_ENV].rstrip("/"), insecure=True, test_server=True)
     host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
     if host and port and (_SA_DIR / "token").exists():
         host = f"[{host}]" if ":" in host else host

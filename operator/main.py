@@ -37,7 +37,7 @@ class Timing:
 def login(memo: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
     """The test server when MARSERVE_KUBE_SERVER points at one, the usual client login otherwise."""
     connection: kube.Connection = memo.connection
-    if connection.insecure:
+    if connection.test_server:
         return kopf.ConnectionInfo(server=connection.server, insecure=True)
     return kopf.login_via_client(**kwargs)
 

@@ -232,7 +232,9 @@ def test_retry_after_is_honoured_within_the_ceiling() -> None:
 
 def test_connection_for_tests_and_paths() -> None:
     connection = kube.connection_from_env({kube.SERVER_ENV: "http://127.0.0.1:9999/"})
-    assert connection == kube.Connection(server="http://127.0.0.1:9999", insecure=True)
+    assert connection == kube.Connection(
+        server="http://127.0.0.1:9999", insecure=True, test_server=True
+    )
     assert connection.ssl_context() is False
     assert kube.path_of("v1", "Pod", namespace="ml") == "/api/v1/namespaces/ml/pods"
     assert (

@@ -116,7 +116,9 @@ class OperatorThread:
     ) -> None:
         self.server = server
         self.settings = settings
-        self.connection = connection or kube.Connection(server=server, insecure=True)
+        self.connection = connection or kube.Connection(
+            server=server, insecure=True, test_server=True
+        )
         self.timing = timing
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
