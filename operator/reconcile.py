@@ -140,8 +140,25 @@ def owned(obj: Mapping[str, Any], owner: Owner) -> JsonObject:
     return result
 
 
+class OwnershipConflictError(Exception):
+    """An object the model should own exists and is controlled by something else."""
+
+
+def _check_controller(live: Mapping[str, Any], desired: Mapping[str, Any]) -> None:
+    refs = (live.get("metadata") or {}).get("ownerReferences") or []
+    controller = next((ref for ref in refs if ref.get("controller")), None)
+    mine = desired["metadata"]["ownerReferences"][0]["uid"]
+    if controller is not None and controller.get("uid") != mine:
+        meta = live["metadata"]
+        raise OwnershipConflictError(
+            f"{desired['kind']} {meta.get('namespace')}/{meta['name']} is controlled by "
+            f"{controller.get('kind')} {controller.get('name')}; rename the model or remove it"
+        )
+
+
 async def apply(client: kube.KubeClient, obj: Mapping[str, Any]) -> str:
-    """Create the object, or merge-patch the parts that drifted; says which it did."""
+    """Create the object, or merge-patch the parts that drifted; says which it did. An object
+    another controller owns is never taken over."""
     path = kube.path_for(obj)
     live = await client.get(path)
     if live is None:
@@ -155,6 +172,8 @@ async def apply(client: kube.KubeClient, obj: Mapping[str, Any]) -> str:
                 raise
             live = await client.get(path)  # created by a request whose answer was lost
     wanted = _managed_part(obj)
+    if live is not None:
+        _check_controller(live, obj)
     if live is not None and contains(live, wanted):
         return "unchanged"
     await client.merge_patch(path, wanted)
@@ -238,6 +257,17 @@ def parse(owner: Owner) -> ModelSpec:
     )
 
 
+async def _blocked(
+    client: kube.KubeClient, owner: Owner, *, reason: str, message: str, now: str
+) -> Outcome:
+    new_status = status.blocked_status(
+        reason=reason, message=message, previous=owner.status, generation=owner.generation, now=now
+    )
+    wrote = await write_status(client, owner, new_status)
+    events = status.transitions(owner.status, new_status) if wrote else []
+    return Outcome([], new_status, events)
+
+
 async def converge(
     client: kube.KubeClient, *, owner: Owner, settings: OperatorSettings, now: str
 ) -> Outcome:
@@ -245,22 +275,21 @@ async def converge(
     try:
         model = parse(owner)
     except SpecError as exc:
-        new_status = status.invalid_spec_status(
-            message=str(exc), previous=owner.status, generation=owner.generation, now=now
-        )
-        wrote = await write_status(client, owner, new_status)
-        events = status.transitions(owner.status, new_status) if wrote else []
-        return Outcome([], new_status, events)
+        return await _blocked(client, owner, reason=status.INVALID_SPEC, message=str(exc), now=now)
     monitoring = await client.serves(MONITORING_API)
     desired = [
         owned(obj, owner)
         for obj in resources.desired_objects(model, settings, service_monitor_available=monitoring)
     ]
     actions = []
-    for obj in desired:
-        action = await apply(client, obj)
-        if action != "unchanged":
-            actions.append(f"{action} {obj['kind']}")
+    try:
+        for obj in desired:
+            action = await apply(client, obj)
+            if action != "unchanged":
+                actions.append(f"{action} {obj['kind']}")
+    except OwnershipConflictError as exc:
+        reason = status.OWNERSHIP_CONFLICT
+        return await _blocked(client, owner, reason=reason, message=str(exc), now=now)
     actions += await prune(client, owner, desired)
     refreshed = await refresh_status(client, owner=owner, model=model, now=now)
     return Outcome(actions, refreshed.status, refreshed.events)

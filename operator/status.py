@@ -16,6 +16,7 @@ from marserve.operator.spec import ModelSpec
 
 CONDITION_TYPES: Final = ("ArchiveReady", "Available", "Progressing", "ScalingActive")
 INVALID_SPEC: Final = "InvalidSpec"
+OWNERSHIP_CONFLICT: Final = "OwnershipConflict"
 
 JsonObject = dict[str, Any]
 
@@ -37,6 +38,7 @@ WARNING_REASONS: Final = frozenset(
         "WorkerCrashLooping",
         "ProgressDeadlineExceeded",
         INVALID_SPEC,
+        OWNERSHIP_CONFLICT,
     }
 )
 
@@ -201,13 +203,19 @@ def build_status(
     return status
 
 
-def invalid_spec_status(
-    *, message: str, previous: Mapping[str, Any], generation: int | None, now: str
+def blocked_status(
+    *,
+    reason: str,
+    message: str,
+    previous: Mapping[str, Any],
+    generation: int | None,
+    now: str,
 ) -> JsonObject:
-    """A spec the operator cannot serve: Failed with the reason; what runs is left alone."""
+    """A model the operator cannot roll out (an invalid spec, a name taken by another
+    controller's object): Failed with the reason; what already runs is left alone."""
     kept = [c for c in previous.get("conditions") or [] if c.get("type") != "Progressing"]
     make = _Conditions(previous=previous, now=now, generation=generation)
-    progressing = make.make("Progressing", "False", INVALID_SPEC, message)
+    progressing = make.make("Progressing", "False", reason, message)
     status: JsonObject = {"phase": "Failed", "conditions": [*kept, progressing]}
     if generation is not None:
         status["observedGeneration"] = generation

@@ -252,3 +252,27 @@ async def test_remove_leaves_a_forbidden_delete_to_garbage_collection(
     removed = await reconcile.remove(client, _owner(api, "gc"))
     assert "left Deployment to garbage collection" in removed
     assert "deleted Service" in removed
+
+
+async def test_an_object_another_controller_owns_is_not_taken_over(
+    api: RunningEmulator, client: kube.KubeClient
+) -> None:
+    theirs = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "taken",
+            "namespace": NAMESPACE,
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Other", "name": "x", "uid": "1", "controller": True}
+            ],
+        },
+        "spec": {"replicas": 7},
+    }
+    api.request("POST", DEPLOYMENTS, theirs)
+    _create_model(api, "taken")
+    outcome = await _converge(api, client, "taken")
+    progressing = next(c for c in outcome.status["conditions"] if c["type"] == "Progressing")
+    assert progressing["reason"] == "OwnershipConflict"
+    assert "controlled by Other x" in progressing["message"]
+    assert (api.get(f"{DEPLOYMENTS}/taken") or {})["spec"] == {"replicas": 7}

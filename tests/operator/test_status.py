@@ -245,7 +245,8 @@ def test_transitions_become_events_with_warning_for_trouble() -> None:
 
 def test_invalid_spec_keeps_what_runs_and_says_why() -> None:
     before = _build(deployment=_deployment(ready=2))
-    result = status.invalid_spec_status(
+    result = status.blocked_status(
+        reason=status.INVALID_SPEC,
         message="autoscaling.maxReplicas must be >= minReplicas",
         previous=before,
         generation=4,
