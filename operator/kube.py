@@ -88,7 +88,10 @@ def connection_from_env(environ: Mapping[str, str]) -> Connection:
     from kubernetes import client, config
 
     configuration = client.Configuration()
-    config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    try:
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException as exc:
+        raise ValueError(f"no Kubernetes API to talk to: {' '.join(str(exc).split())}") from None
     authorization = str(configuration.api_key.get("authorization", "") or "")
     return Connection(
         server=configuration.host.rstrip("/"),

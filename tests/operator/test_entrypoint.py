@@ -73,3 +73,18 @@ def test_console_script_refuses_bad_settings_with_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "MARSERVE_PRE_STOP_SECONDS" in result.stderr
+
+
+def test_console_script_without_any_cluster_says_so_in_one_line(tmp_path: Path) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {kube.SERVER_ENV, "KUBERNETES_SERVICE_HOST"}
+    }
+    env.update(KUBECONFIG=str(tmp_path / "missing"), PYTHONSAFEPATH="1")
+    result = subprocess.run(
+        [str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("marserve-operator: no Kubernetes API to talk to")
+    assert result.stderr.count("\n") == 1
