@@ -72,3 +72,18 @@ async def test_a_full_queue_refuses_new_jobs() -> None:
     queue.put(job("b"))
     with pytest.raises(QueueFullError):
         queue.put(job("c"))
+
+
+async def test_a_cancelled_take_gives_its_jobs_back_to_the_other_workers() -> None:
+    queue = ModelQueue(capacity=10, batch_size=4, max_batch_delay_s=3600)
+    queue.put(job("a"))
+    queue.put(job("b"))
+    dying_worker = asyncio.create_task(queue.take())
+    await asyncio.sleep(0.01)  # it took both and now waits for the batch to fill
+    assert len(queue) == 0
+    dying_worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await dying_worker
+    assert len(queue) == 2
+    queue.max_batch_delay_s = 0
+    assert [j.request_id for j in await queue.take()] == ["a", "b"]

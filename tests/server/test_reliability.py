@@ -86,6 +86,16 @@ async def test_worker_killed_mid_request_gives_503_then_recovers(
     assert (await slow_worker(http, main_server))["restarts"] >= 1
 
 
+async def test_an_idle_worker_that_dies_is_replaced_before_anyone_asks(
+    main_server: Any, http: Any
+) -> None:
+    pid = await wait_for_ready_worker(http, main_server)
+    os.kill(pid, signal.SIGKILL)
+    await wait_for_ready_worker(http, main_server, not_pid=pid)
+    async with http.post(f"{main_server.inference}/predictions/slow", json={}) as response:
+        assert response.status == 200
+
+
 async def test_one_poison_request_fails_alone_in_a_batch_of_eight(
     main_server: Any, http: Any
 ) -> None:

@@ -102,11 +102,14 @@ class ModelQueue:
         gap = min(job.enqueued - self._last_arrival, self.max_batch_delay_s)
         self._arrival_gap += (gap - self._arrival_gap) * 0.25
         self._last_arrival = job.enqueued
+        self._wake_one()
+
+    def _wake_one(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                break
+                return
 
     def fail_all(self, error: BaseException) -> None:
         while self._jobs:
@@ -128,6 +131,10 @@ class ModelQueue:
                             await self._wait()
                     except TimeoutError:
                         break
+                    except asyncio.CancelledError:  # the worker is gone: others take these
+                        self._jobs.extendleft(reversed(batch))
+                        self._wake_one()
+                        raise
                 batch += self._pop_live(self.batch_size - len(batch))
         return batch if batch else await self.take()
 
@@ -136,6 +143,10 @@ class ModelQueue:
         self._waiters.append(waiter)
         try:
             await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake_one()  # woken and cancelled at once: pass the wake-up on
+            raise
         finally:
             if not waiter.done():
                 waiter.cancel()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import socket
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -46,6 +47,17 @@ class WorkerProcess:
     @property
     def returncode(self) -> int | None:
         return self._process.exitcode
+
+    def on_exit(self, callback: Callable[[], None]) -> None:
+        """Calls `callback` on the event loop once the process has exited."""
+        loop = asyncio.get_running_loop()
+        sentinel = self._process.sentinel
+
+        def exited() -> None:
+            loop.remove_reader(sentinel)
+            callback()
+
+        loop.add_reader(sentinel, exited)
 
     def kill(self) -> None:
         if self._process.exitcode is None:

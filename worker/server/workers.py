@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,8 +210,16 @@ class ModelRunner:
             worker.state = "READY"
             if self.status == "LOADING":
                 self.status = "READY"
+            process.on_exit(_interrupt_if_idle(worker, asyncio.current_task()))
             while True:
-                batch = await self.queue.take()
+                try:
+                    batch = await self.queue.take()
+                except asyncio.CancelledError:
+                    if process.returncode is None:
+                        raise  # the server is stopping
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    worker.state = "DEAD"
+                    return True
                 self.metrics.queue_depth.set(len(self.queue))
                 worker.state = "BUSY"
                 if not await self._dispatch(batch, channel=channel, process=process):
@@ -282,3 +291,16 @@ class ModelRunner:
         self.queue.fail_all(
             ServingError(503, "ModelLoadFailed", f"Model {self.name!r} failed to load: {reason}")
         )
+
+
+def _interrupt_if_idle(worker: Worker, task: asyncio.Task[Any] | None) -> Callable[[], None]:
+    """Wakes a supervisor waiting for work when its worker dies, so the death is seen at once.
+
+    A busy worker's death shows as the end of its channel instead.
+    """
+
+    def interrupt() -> None:
+        if worker.state == "READY" and task is not None:
+            task.cancel()
+
+    return interrupt
