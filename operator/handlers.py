@@ -51,19 +51,38 @@ def _report(outcome: reconcile.Outcome, body: Mapping[str, Any], logger: kopf.Lo
         )
 
 
+async def _converge_live(
+    memo: Any, *, namespace: str, name: str, full: bool
+) -> tuple[reconcile.Owner, reconcile.Outcome] | None:
+    """Converge (or only refresh the status of) the model as it is now: the body a cause came
+    with may be older than a status written since, which would repeat that status's events."""
+    client = _client(memo)
+    owner = await reconcile.fetch_owner(client, namespace=namespace, name=name)
+    if owner is None:
+        return None
+    if full:
+        outcome = await reconcile.converge(
+            client, owner=owner, settings=_settings(memo), now=_now()
+        )
+    else:
+        model = reconcile.parse(owner)
+        outcome = await reconcile.refresh_status(client, owner=owner, model=model, now=_now())
+    return owner, outcome
+
+
 @kopf.on.resume(*_MODELS, registry=REGISTRY)
 @kopf.on.create(*_MODELS, registry=REGISTRY)
 @kopf.on.update(*_MODELS, registry=REGISTRY)
 @kopf.timer(*_MODELS, interval=RESYNC_SECONDS, idle=RESYNC_SECONDS, registry=REGISTRY)
-async def converge_model(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
-    owner = reconcile.Owner.from_body(body)
+async def converge_model(
+    name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any
+) -> None:
     try:
-        outcome = await reconcile.converge(
-            _client(memo), owner=owner, settings=_settings(memo), now=_now()
-        )
+        result = await _converge_live(memo, namespace=namespace or "", name=name, full=True)
     except kube.ApiError as exc:
         raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=RETRY_SECONDS) from exc
-    _report(outcome, owner.body, logger)
+    if result is not None:
+        _report(result[1], result[0].body, logger)
 
 
 @kopf.on.delete(*_MODELS, registry=REGISTRY)
@@ -77,30 +96,26 @@ async def remove_model(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any
 
 
 async def _follow(
-    *, memo: Any, namespace: str | None, labels: Mapping[str, str], full: bool, logger: kopf.Logger
+    *,
+    memo: Any,
+    namespace: str | None,
+    labels: Mapping[str, str],
+    full: bool,
+    logger: kopf.Logger,
 ) -> None:
-    """Converge (or only refresh the status of) the model an owned object belongs to."""
+    """React to a change in an object a model owns; its own handler retries failures."""
     name = labels.get(MODEL_LABEL)
     if not name or not namespace:
         return
-    client = _client(memo)
     try:
-        owner = await reconcile.fetch_owner(client, namespace=namespace, name=name)
-        if owner is None:
-            return
-        if full:
-            outcome = await reconcile.converge(
-                client, owner=owner, settings=_settings(memo), now=_now()
-            )
-        else:
-            model = reconcile.parse(owner)
-            outcome = await reconcile.refresh_status(client, owner=owner, model=model, now=_now())
+        result = await _converge_live(memo, namespace=namespace, name=name, full=full)
     except kube.ApiError as exc:
         logger.warning("could not follow %s/%s: %s", namespace, name, exc)
         return
     except SpecError:  # the model's own handler reports an invalid spec
         return
-    _report(outcome, owner.body, logger)
+    if result is not None:
+        _report(result[1], result[0].body, logger)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MODEL_LABEL: kopf.PRESENT}, registry=REGISTRY)
