@@ -122,6 +122,8 @@ def _available_condition(found: PodFindings, rollout: _Rollout, make: _Condition
     problem = found.archive_failure or found.crash_loop or found.image_pull or found.unschedulable
     if rollout.ready and rollout.desired:
         message = f"{rollout.ready}/{rollout.desired} replicas ready"
+        if problem and rollout.ready < rollout.desired:  # say why the rest are not
+            message += f"; {problem.reason}: {problem.message}"
         return make.make("Available", "True", "MinimumReplicasAvailable", message)
     if problem:
         return make.make("Available", "False", problem.reason, problem.message)

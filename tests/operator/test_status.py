@@ -102,6 +102,20 @@ def test_some_replicas_ready_is_degraded() -> None:
     assert _condition(result, "Available")["message"] == "1/2 replicas ready"
 
 
+def test_degraded_model_says_why_the_missing_replicas_are_missing() -> None:
+    unscheduled = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+    }
+    result = _build(deployment=_deployment(ready=1), pods=[_pod(conditions=[unscheduled])])
+    assert result["phase"] == "Degraded"
+    assert _condition(result, "Available")["message"] == (
+        "1/2 replicas ready; Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    )
+
+
 def test_running_init_container_is_extracting() -> None:
     result = _build(deployment=_deployment(ready=0), pods=[_pod(init={"state": {"running": {}}})])
     assert result["phase"] == "Extracting"
