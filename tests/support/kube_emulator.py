@@ -99,7 +99,6 @@ class Logged:
 class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     """kmock's emulator with the API server behaviour our tests depend on."""
 
-    _versions = itertools.count(1000)
     # kmock matches each request against its whole history; keep only a short tail of it.
     _history_kept = 4
 
@@ -109,6 +108,7 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             warnings.simplefilter("ignore", DeprecationWarning)
             self.resources.load_bundled()
         self.log: list[Logged] = []
+        self._versions = itertools.count(1000)
         # Watch streams are JSON lines; kubectl refuses kmock's application/octet-stream.
         watch = (self.fallback**1)[enums.action.WATCH]
         watch << kmock.headers({"Content-Type": "application/json"}) << self._serve_watch
