@@ -22,6 +22,7 @@ class TreeSample:
     pids: tuple[int, ...]
     cpu_seconds: float
     rss_bytes: int
+    pss_bytes: int
     peak_rss_bytes: int
 
 
@@ -70,10 +71,31 @@ def _memory_bytes(pid: int) -> tuple[int, int]:
     return values["VmRSS"], values["VmHWM"]
 
 
-def sample(root: int) -> TreeSample:
-    """CPU seconds, RSS and peak RSS summed over the tree (peaks are per-process lifetimes)."""
+def _pss_bytes(pid: int) -> int:
+    """Proportional set size: shared pages split among the processes that map them.
+
+    A sum of RSS counts a page shared by a fork server and its forked workers once per process;
+    a sum of PSS counts it once, as the kernel (and a pod's memory limit) does.
+    """
+    try:
+        lines = (PROC / str(pid) / "smaps_rollup").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        key, _, rest = line.partition(":")
+        if key == "Pss":
+            return int(rest.split()[0]) * 1024
+    return 0
+
+
+def sample(root: int, *, with_pss: bool = False) -> TreeSample:
+    """CPU seconds, RSS, peak RSS and (on request) PSS summed over the tree.
+
+    Peaks are per-process lifetimes. PSS walks every mapping of every process, so it is read
+    only when asked for, never at the edges of a measured load run.
+    """
     pids = tree_pids(root)
-    ticks = rss = peak = 0
+    ticks = rss = pss = peak = 0
     for pid in pids:
         fields = _stat_fields(pid)
         if fields is not None:
@@ -81,9 +103,14 @@ def sample(root: int) -> TreeSample:
             ticks += sum(int(value) for value in fields[11:15])
         now, high = _memory_bytes(pid)
         rss += now
+        pss += _pss_bytes(pid) if with_pss else 0
         peak += high
     return TreeSample(
-        pids=pids, cpu_seconds=ticks / CLOCK_TICKS, rss_bytes=rss, peak_rss_bytes=peak
+        pids=pids,
+        cpu_seconds=ticks / CLOCK_TICKS,
+        rss_bytes=rss,
+        pss_bytes=pss,
+        peak_rss_bytes=peak,
     )
 
 

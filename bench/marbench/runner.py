@@ -47,6 +47,7 @@ class ServerRun:
     round: int
     start_to_first_200_s: float
     idle_rss_bytes: int
+    idle_pss_bytes: int
     load_average: float
     peak_rss_bytes: int = 0
     points: list[PointResult] = field(default_factory=list)
@@ -111,8 +112,8 @@ def _point(
     )
 
 
-def _idle_rss(server: servers.RunningServer) -> int:
-    """The smallest tree RSS over 2 s after the first answer.
+def _idle_memory(server: servers.RunningServer) -> tuple[int, int]:
+    """The smallest tree RSS and PSS over 2 s after the first answer.
 
     The smallest, because a short-lived helper (TorchServe runs a system-metrics collector
     process at start and every minute) is no part of what the server needs to stay up.
@@ -120,8 +121,8 @@ def _idle_rss(server: servers.RunningServer) -> int:
     samples = []
     for _ in range(IDLE_SAMPLES):
         time.sleep(IDLE_SAMPLE_EVERY_S)
-        samples.append(server.stats().rss_bytes)
-    return min(samples)
+        samples.append(server.stats(with_pss=True))
+    return min(s.rss_bytes for s in samples), min(s.pss_bytes for s in samples)
 
 
 def _serve_and_measure(
@@ -131,12 +132,14 @@ def _serve_and_measure(
     server = servers.start(name, model=model, config=config, run_dir=run_dir)
     try:
         first_200_s = servers.wait_first_200(server, model=model, timeout_s=config.start_timeout_s)
+        idle_rss, idle_pss = _idle_memory(server)
         run = ServerRun(
             server=name,
             model=model.name,
             round=round_index,
             start_to_first_200_s=first_200_s,
-            idle_rss_bytes=_idle_rss(server),
+            idle_rss_bytes=idle_rss,
+            idle_pss_bytes=idle_pss,
             # The machine's 1-minute load average: how much else wanted its cores meanwhile.
             load_average=os.getloadavg()[0],
         )

@@ -74,8 +74,8 @@ class RunningServer:
             raise ServerError(f"{self.name}: /metrics answered {status}")
         return body.decode()
 
-    def stats(self) -> procstats.TreeSample:
-        return procstats.sample(self.measured_root)
+    def stats(self, *, with_pss: bool = False) -> procstats.TreeSample:
+        return procstats.sample(self.measured_root, with_pss=with_pss)
 
     def stop(self, *, grace_s: float = 15.0) -> None:
         """SIGTERM to the measured root, then the whole process group if it lingers."""

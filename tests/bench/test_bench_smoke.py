@@ -44,6 +44,7 @@ def check_server(document: dict[str, Any], *, model: str, server: str) -> None:
     entry = document["summary"][model][server]
     assert entry["start_to_first_200_s"] > 0
     assert entry["peak_rss_bytes"] >= entry["idle_rss_bytes"] > 10 * 1024 * 1024
+    assert entry["idle_rss_bytes"] >= entry["idle_pss_bytes"] > 10 * 1024 * 1024
     alone, crowd = entry["points"]["1"], entry["points"]["4"]
     for point in (alone, crowd):
         assert point["errors"] == 0
@@ -78,5 +79,5 @@ def test_bench_runs_torchserve_and_marserve_side_by_side(tmp_path: Path) -> None
     assert [run["server"] for run in document["runs"]] == ["marserve", "torchserve"]
     assert "| mlp_eager | 4 | **ratio** |" in table
     assert [target["met"] is not None for target in document["targets"]["mlp_eager"]] == [
-        False, False, True, True, True  # no concurrency 64 here: those two have no value
+        False, False, True, True, True, True  # no concurrency 64 here: those two have no value
     ]  # fmt: skip

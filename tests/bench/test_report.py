@@ -49,7 +49,8 @@ def point(concurrency: int, *, throughput: float, p50: float, p99: float) -> Poi
 def server_run(server: str, round_index: int, *, scale: float) -> ServerRun:
     return ServerRun(
         server=server, model="mlp", round=round_index, start_to_first_200_s=2.0 * scale,
-        idle_rss_bytes=int(100e6 * scale), peak_rss_bytes=int(120e6 * scale), load_average=1.0,
+        idle_rss_bytes=int(100e6 * scale), idle_pss_bytes=int(90e6 * scale),
+        peak_rss_bytes=int(120e6 * scale), load_average=1.0,
         points=[point(1, throughput=100 / scale, p50=1.0 * scale, p99=2.0 * scale),
                 point(64, throughput=1000 / scale + round_index, p50=10 * scale, p99=40 * scale)],
     )  # fmt: skip
@@ -76,7 +77,8 @@ def test_summary_takes_medians_over_rounds_and_targets_compare_the_servers() -> 
         "p99 c=64, marserve / TorchServe": (0.4, True),
         "p50 c=1, marserve (ms)": (0.4, True),
         "start to first 200, marserve / TorchServe": (0.4, True),
-        "idle RSS, marserve / TorchServe": (0.4, True),
+        "idle RSS (sum over processes), marserve / TorchServe": (0.4, True),
+        "idle PSS (shared pages counted once), marserve / TorchServe": (0.4, True),
     }
 
 
