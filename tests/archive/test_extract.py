@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def test_extracts_real_archives_as_a_subprocess(
     assert read_manifest(dest)["model"]["serializedFile"] == "model.pth"
     assert (dest / "model.pth").read_bytes() == model_inputs.serialized_file.read_bytes()
     assert (dest / "nested" / "deep.txt").read_text() == "deep"
-    assert outcome.termination_log == ""
+    assert json.loads(outcome.termination_log) == {"modelName": "mlp", "modelVersion": "1.0"}
     assert sorted(path.name for path in tmp_path.iterdir()) == ["models"]
 
 

@@ -2,13 +2,16 @@
 
 Every failure is one line on stderr and exit code 2; the same line goes to the termination log
 (`/dev/termination-log`, or `$MARSERVE_TERMINATION_LOG`) so Kubernetes shows it in the pod's
-status and the operator can report it on the InferenceModel.
+status and the operator can report it on the InferenceModel. On success the termination log
+holds the manifest's model name and version as JSON, which the operator shows as
+`status.modelVersion`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 from marserve.worker.archive.errors import ArchiveError
 from marserve.worker.archive.extract import extract_archive
 from marserve.worker.archive.limits import DownloadOptions, ExtractLimits, format_size, parse_size
+from marserve.worker.manifest import read_manifest
 
 EXIT_FAILURE = 2
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
@@ -115,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:  # the pod status must still get one line, never a traceback
         _fail(f"unexpected {type(error).__name__}: {' '.join(str(error).split())}")
         return EXIT_FAILURE
+    model = read_manifest(model_dir)["model"]
+    _write_termination_log(
+        json.dumps({"modelName": model["modelName"], "modelVersion": model.get("modelVersion")})
+    )
     if not args.quiet:
         _print_progress(f"extracted {args.archive} into {model_dir}")
     return 0
@@ -127,7 +135,11 @@ def _print_progress(line: str) -> None:
 def _fail(message: str) -> None:
     line = f"marserve extract: {message}"
     print(line, file=sys.stderr, flush=True)
+    _write_termination_log(line)
+
+
+def _write_termination_log(text: str) -> None:
     log = Path(os.environ.get(TERMINATION_LOG_ENV) or DEFAULT_TERMINATION_LOG)
     if log.exists():
         with contextlib.suppress(OSError):
-            log.write_text(line + "\n")
+            log.write_text(text + "\n")
