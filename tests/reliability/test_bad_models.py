@@ -119,7 +119,7 @@ EXPECTED_REASONS = {
     "nohandler": "gone_handler",
     "importerror": "broken at import",
     "initerror": "cannot initialise",
-    "wrongformat": "failed reading zip archive",
+    "wrongformat": "model.pt",
 }
 
 
