@@ -16,7 +16,7 @@ from typing import Any
 
 from marserve.worker.results import PredictionResult
 
-MIN_PATIENCE_S = 0.0005
+MIN_PATIENCE_S = 0.0003
 
 
 class QueueFullError(Exception):
@@ -90,7 +90,8 @@ class ModelQueue:
         self._jobs: deque[Job] = deque()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._last_arrival = 0.0
-        self._arrival_gap = max_batch_delay_s  # moving average of the time between requests
+        self._arrival_gap = max_batch_delay_s  # moving average of the gaps inside bursts
+        self._filling = 0  # workers waiting for a partial batch to fill
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -98,10 +99,11 @@ class ModelQueue:
     def put(self, job: Job) -> None:
         if len(self._jobs) >= self.capacity:
             raise QueueFullError
-        self._jobs.append(job)
-        gap = min(job.enqueued - self._last_arrival, self.max_batch_delay_s)
-        self._arrival_gap += (gap - self._arrival_gap) * 0.25
+        if self._jobs or self._filling:  # a gap inside a burst, not the pause before one
+            gap = min(job.enqueued - self._last_arrival, self.max_batch_delay_s)
+            self._arrival_gap += (gap - self._arrival_gap) * 0.25
         self._last_arrival = job.enqueued
+        self._jobs.append(job)
         self._wake_one()
 
     def _wake_one(self) -> None:
@@ -126,6 +128,7 @@ class ModelQueue:
             while len(batch) < self.batch_size and (remaining := deadline - time.monotonic()) > 0:
                 if not self._jobs:
                     patience = max(2 * self._arrival_gap, MIN_PATIENCE_S)
+                    self._filling += 1
                     try:
                         async with asyncio.timeout(min(remaining, patience)):
                             await self._wait()
@@ -135,6 +138,8 @@ class ModelQueue:
                         self._jobs.extendleft(reversed(batch))
                         self._wake_one()
                         raise
+                    finally:
+                        self._filling -= 1
                 batch += self._pop_live(self.batch_size - len(batch))
         return batch if batch else await self.take()
 
