@@ -163,7 +163,12 @@ class ModelRunner:
         failures = 0
         while True:
             started = time.monotonic()
-            if not await self._run_process(worker):
+            try:
+                if not await self._run_process(worker):
+                    return
+            except Exception as error:  # a supervisor bug must show, not leave a silent slot
+                log.exception("supervisor of %s-%d failed", self.name, worker.index)
+                self._fail(worker, f"worker supervision failed: {error!r}")
                 return
             failures = 0 if time.monotonic() - started > HEALTHY_UPTIME_S else failures
             delay = min(BACKOFF_FIRST_S * 2**failures, BACKOFF_CAP_S)
@@ -188,7 +193,7 @@ class ModelRunner:
         }
         try:
             process = await WorkerProcess.start(sock=child, spec=spec)
-        except OSError as error:
+        except Exception as error:  # the fork server could not start or fork
             parent.close()
             self._fail(worker, f"cannot start a worker process: {error}")
             return False
