@@ -4,7 +4,7 @@ A 4-byte length plus one pickle per message keeps a round trip to a few tens of 
 needs no schema; both ends are marserve code from the same install, so pickle is trusted here.
 
 Messages from the front end: ("batch", batch_id, [request dict, ...]) and ("stop",).
-Messages from a worker: ("ready", load_seconds), ("failed", reason), ("chunk", request_id, result),
+Messages from a worker: ("ready",), ("failed", reason), ("chunk", request_id, result),
 ("results", batch_id, [PredictionResult, ...], [metric tuple, ...]).
 """
 

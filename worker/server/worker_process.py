@@ -12,21 +12,20 @@ import os
 import signal
 import socket
 import sys
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marserve.worker.results import PredictionResult
 from marserve.worker.server.ipc import BlockingChannel
 from marserve.worker.server.logs import configure_logging
 
+if TYPE_CHECKING:
+    from marserve.worker.service import Service
+
 log = logging.getLogger("marserve.worker")
 
 
-def _metric_tuples(service: Any) -> list[tuple[Any, ...]]:
+def _metric_tuples(service: Service) -> list[tuple[Any, ...]]:
     """Drains the handler's metrics into plain tuples the front end can export."""
-    metrics = getattr(getattr(service, "context", None), "metrics", None)
-    if metrics is None:
-        return []
     return [
         (
             record.name,
@@ -36,11 +35,11 @@ def _metric_tuples(service: Any) -> list[tuple[Any, ...]]:
             str(record.metric_type),
             record.request_id,
         )
-        for record in metrics.drain()
+        for record in service.metrics.drain()
     ]
 
 
-def _load(spec: dict[str, Any]) -> Any:
+def _load(spec: dict[str, Any]) -> Service:
     from marserve.worker.model_loader import load_service
 
     return load_service(
@@ -56,7 +55,6 @@ def _load(spec: dict[str, Any]) -> Any:
 
 def serve(channel: BlockingChannel, spec: dict[str, Any]) -> int:
     """Loads the model, reports ready or failed, then answers batches until told to stop."""
-    started = time.perf_counter()
     try:
         service = _load(spec)
     except BaseException as error:  # any load failure is reported, not raised
@@ -64,12 +62,10 @@ def serve(channel: BlockingChannel, spec: dict[str, Any]) -> int:
         log.exception("model %s could not be loaded", spec["model_name"])
         channel.send(("failed", reason))
         return 1
-    context = getattr(service, "context", None)
-    if context is not None:
-        context.intermediate_response_sink = lambda result: channel.send(
-            ("chunk", result.request_id, result)
-        )
-    channel.send(("ready", time.perf_counter() - started))
+    service.context.intermediate_response_sink = lambda result: channel.send(
+        ("chunk", result.request_id, result)
+    )
+    channel.send(("ready",))
     while (message := channel.receive()) is not None and message[0] == "batch":
         _, batch_id, batch = message
         try:
