@@ -10,7 +10,7 @@ import torch
 from ts.torch_handler.base_handler import BaseHandler
 
 
-class IrisHandler(BaseHandler):  # type: ignore[misc]
+class IrisHandler(BaseHandler):
     def preprocess(self, data: list[dict[str, Any]]) -> torch.Tensor:
         rows = [row.get("data") or row.get("body") for row in data]
         return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), 4)
