@@ -57,6 +57,14 @@ async def test_under_load_a_partial_batch_leaves_when_no_one_else_is_coming() ->
     assert len(batch) == 30
 
 
+async def test_a_partial_batch_does_not_wait_while_another_worker_is_idle() -> None:
+    queue = ModelQueue(capacity=10, batch_size=8, max_batch_delay_s=3600)
+    for name in "abc":
+        queue.put(job(name))
+    batch = await asyncio.wait_for(queue.take(others_busy=lambda: False), timeout=30)
+    assert [j.request_id for j in batch] == ["a", "b", "c"]
+
+
 async def test_finished_or_cancelled_jobs_are_skipped() -> None:
     queue = ModelQueue(capacity=10, batch_size=8, max_batch_delay_s=0)
     gone, kept = job("gone"), job("kept")

@@ -1,10 +1,11 @@
 """Per-model request queue and dynamic batching.
 
 A worker that becomes idle takes whatever is queued at once, so a lone request never waits for
-company. Only when the queue held more than one job (the model is under load) and the batch is not
-full does it wait for more: while requests keep arriving at their recent pace, and never past
-`maxBatchDelay` counted from the oldest job's arrival. When the next request is overdue the batch
-leaves, so moderate concurrency does not pay the whole delay on every batch.
+company. It waits for more only when the model is under load: the queue held more than one job
+and the model's other workers are all busy, so holding a partial batch costs no idle capacity.
+Even then it waits only while requests keep arriving at their recent pace, and never past
+`maxBatchDelay` counted from the oldest job's arrival. With one worker, the time the worker
+spends on a batch is the window in which the next one gathers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from marserve.worker.results import PredictionResult
@@ -117,11 +119,14 @@ class ModelQueue:
         while self._jobs:
             self._jobs.popleft().fail(error)
 
-    async def take(self) -> list[Job]:
-        """Waits for at least one live job and returns a batch of up to `batch_size`."""
+    async def take(self, *, others_busy: Callable[[], bool] = lambda: True) -> list[Job]:
+        """Waits for at least one live job and returns a batch of up to `batch_size`.
+
+        `others_busy` tells whether every other worker of the model is busy right now.
+        """
         while not self._jobs:
             await self._wait()
-        loaded = len(self._jobs) > 1
+        loaded = len(self._jobs) > 1 and others_busy()
         batch = self._pop_live(self.batch_size)
         if loaded and batch and len(batch) < self.batch_size and self.max_batch_delay_s > 0:
             deadline = batch[0].enqueued + self.max_batch_delay_s
@@ -141,7 +146,7 @@ class ModelQueue:
                     finally:
                         self._filling -= 1
                 batch += self._pop_live(self.batch_size - len(batch))
-        return batch if batch else await self.take()
+        return batch if batch else await self.take(others_busy=others_busy)
 
     async def _wait(self) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -125,6 +125,10 @@ class ModelRunner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.queue.fail_all(ServingError(503, "ServiceUnavailable", "The server stopped"))
 
+    def _others_busy(self) -> bool:
+        """Whether every worker but the one asking is busy (the asking one is idle)."""
+        return sum(w.state == "BUSY" for w in self.workers) >= len(self.workers) - 1 > 0
+
     def describe(self) -> dict[str, Any]:
         settings = self.settings
         return {
@@ -218,7 +222,7 @@ class ModelRunner:
             process.on_exit(_interrupt_if_idle(worker, asyncio.current_task()))
             while True:
                 try:
-                    batch = await self.queue.take()
+                    batch = await self.queue.take(others_busy=self._others_busy)
                 except asyncio.CancelledError:
                     if process.returncode is None:
                         raise  # the server is stopping
