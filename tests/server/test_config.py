@@ -1,4 +1,8 @@
-"""Configuration precedence: flag > model YAML > MARSERVE_* environment > config.properties."""
+"""Configuration precedence.
+
+Server options: flag > MARSERVE_* environment > config.properties > default. Per-model settings:
+flag > MARSERVE_* environment (a pod's per-deployment override) > model YAML > config.properties.
+"""
 
 from __future__ import annotations
 
@@ -59,13 +63,23 @@ def test_every_operator_variable_is_read() -> None:
     assert (settings.response_timeout_s, settings.job_queue_size) == (9, 11)
 
 
-def test_model_yaml_beats_environment_and_flags_beat_both() -> None:
+def test_environment_overrides_model_yaml_and_flags_beat_both() -> None:
     yaml_config = {"batchSize": 8, "maxBatchDelay": 50, "minWorkers": 2, "responseTimeout": 30}
     env = {"MARSERVE_BATCH_SIZE": "4", "MARSERVE_WORKERS": "3", "MARSERVE_JOB_QUEUE_SIZE": "5"}
+    from_yaml = parse([], {}).model_settings(yaml_config)
+    assert (from_yaml.batch_size, from_yaml.min_workers, from_yaml.max_batch_delay_ms) == (8, 2, 50)
     from_env = parse([], env).model_settings(yaml_config)
-    assert (from_env.batch_size, from_env.min_workers, from_env.job_queue_size) == (8, 2, 5)
+    assert (from_env.batch_size, from_env.min_workers, from_env.job_queue_size) == (4, 3, 5)
+    assert from_env.max_batch_delay_ms == 50
     flagged = parse(["--batch-size", "16", "--workers", "1"], env).model_settings(yaml_config)
     assert (flagged.batch_size, flagged.min_workers, flagged.max_batch_delay_ms) == (16, 1, 50)
+
+
+def test_config_properties_stay_below_model_yaml(tmp_path: Path) -> None:
+    properties = tmp_path / "config.properties"
+    properties.write_text("default_workers_per_model=4\njob_queue_size=7\n")
+    settings = parse(["--config", str(properties)]).model_settings({"minWorkers": 2})
+    assert (settings.min_workers, settings.job_queue_size) == (2, 7)
 
 
 def test_flags_beat_environment_and_environment_beats_file(tmp_path: Path) -> None:

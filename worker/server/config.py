@@ -1,9 +1,9 @@
 """The server's configuration: one typed object built once from flags, environment and file.
 
 Server options resolve as flag > `MARSERVE_*` environment > `config.properties` > built-in
-default. Per-model settings put the model's YAML between them: a flag beats the YAML and the YAML
-beats the environment and file defaults, so an archive's own tuning wins unless a flag says
-otherwise.
+default. Per-model settings put the model's YAML below the flags and the environment: pods set
+the environment from their InferenceModel, whose batching and timeout must win over the
+archive's own tuning, while `config.properties` keeps TorchServe's meaning of a default.
 """
 
 from __future__ import annotations

@@ -217,12 +217,12 @@ def build_config(
         properties = read_properties(Path(config_file))
     fallback = _address_properties(properties)
 
-    def resolve(option: Option, *, with_flag: bool, with_env: bool) -> Any:
+    def resolve(option: Option, *, overrides: bool, defaults: bool) -> Any:
         sources: list[tuple[str, str | None]] = []
-        if with_flag:
+        if overrides:
             sources.append((option.flag, getattr(args, option.dest, None)))
-        if with_env:
             sources.append((option.env, env.get(option.env) or None))
+        if defaults:
             key = option.properties_key
             sources.append((f"{key} in {config_file}", properties.get(key) if key else None))
             sources.append((f"address in {config_file}", fallback.get(option.dest)))
@@ -238,7 +238,7 @@ def build_config(
     values = {
         option.dest: value
         for option in OPTIONS
-        if (value := resolve(option, with_flag=True, with_env=True)) is not None
+        if (value := resolve(option, overrides=True, defaults=True)) is not None
     }
     flagged = getattr(args, "models", None)
     models = (
@@ -249,10 +249,10 @@ def build_config(
     return ServerConfig(
         models=tuple(models),
         model_overrides=ModelLayer(
-            **{o.dest: resolve(o, with_flag=True, with_env=False) for o in MODEL_OPTIONS}
+            **{o.dest: resolve(o, overrides=True, defaults=False) for o in MODEL_OPTIONS}
         ),
         model_defaults=ModelLayer(
-            **{o.dest: resolve(o, with_flag=False, with_env=True) for o in MODEL_OPTIONS}
+            **{o.dest: resolve(o, overrides=False, defaults=True) for o in MODEL_OPTIONS}
         ),
         **values,
     )
