@@ -114,6 +114,12 @@ def sample(root: int, *, with_pss: bool = False) -> TreeSample:
     )
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time of one process alone (utime + stime), 0 when it is gone."""
+    fields = _stat_fields(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def find_descendant(root: int, *, name: str) -> int | None:
     """The first descendant whose command name is `name` (TorchServe's JVM under its launcher)."""
     for pid in tree_pids(root):

@@ -76,6 +76,25 @@ def schedstat(pid: int) -> tuple[float, float]:
     return int(on_cpu) / 1e9, int(waiting) / 1e9
 
 
+def busiest_descendant(front: int, *, url: str, model: artifacts.BenchModel) -> int:
+    """The worker: the descendant of the front end whose CPU time grows most under a short load.
+
+    Workers may be direct children or forks of a fork server; only the one answering requests
+    keeps spending CPU.
+    """
+    candidates = [pid for pid in procstats.tree_pids(front) if pid != front]
+    before = {pid: procstats.process_cpu_seconds(pid) for pid in candidates}
+    load.run(
+        url,
+        body_file=model.body_file,
+        content_type=model.content_type,
+        concurrency=4,
+        duration_s=1,
+        max_requests=10**9,
+    )
+    return max(candidates, key=lambda pid: procstats.process_cpu_seconds(pid) - before[pid])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="marbench.profile", description=__doc__)
     parser.add_argument("--concurrency", type=int, default=64)
@@ -98,12 +117,8 @@ def main() -> int:
     try:
         servers.wait_first_200(server, model=model, timeout_s=config.start_timeout_s)
         front = server.process.pid
-        worker = next(
-            pid
-            for pid in procstats.tree_pids(front)
-            if b"worker_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        )
         url = f"http://127.0.0.1:{server.ports.inference}/predictions/{model.name}"
+        worker = busiest_descendant(front, url=url, model=model)
         outcome: list[load.LoadResult] = []
         driver = threading.Thread(target=lambda: outcome.append(load.run(
             url, body_file=model.body_file, content_type=model.content_type,
