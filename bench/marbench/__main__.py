@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_config(sys.argv[1:] if argv is None else argv)
     results = runner.run(config)
     summary = report.summarize(results)
-    print(report.render(results, summary))
+    tables = report.render(results, summary)
+    print(tables)
+    config.results_dir.mkdir(parents=True, exist_ok=True)
+    (config.results_dir / "latest.md").write_text(tables)
     json_path = config.results_dir / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
     report.write_json(json_path, config=config, results=results, summary=summary)
     report.write_json(

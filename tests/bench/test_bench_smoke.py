@@ -64,6 +64,7 @@ def test_bench_runs_marserve_on_the_image_model(tmp_path: Path) -> None:
     limit = document["physical"]["cnn"]
     assert set(limit["forward_us"]) == set(limit["handler_us"]) == {"1", "8"}
     assert "| cnn | 1 | marserve |" in table
+    assert (tmp_path / "latest.md").read_text() in table
     assert "| cnn | 1 | **ratio** |" not in table
     assert document["machine"]["cores"] == os.cpu_count()
     assert [run["server"] for run in document["runs"]] == ["marserve"]
