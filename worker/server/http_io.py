@@ -13,7 +13,7 @@ from marserve.worker.server.batching import Job, StreamEnd, StreamStart
 from marserve.worker.server.dataplane import Parameter
 from marserve.worker.server.errors import ServingError
 
-REQUEST_ID = "request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 async def read_parameters(request: web.Request) -> list[Parameter]:
