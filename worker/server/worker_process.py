@@ -95,4 +95,9 @@ def run_child(sock: socket.socket, spec: dict[str, Any]) -> None:
     os.chdir(spec["model_dir"])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(spec.get("log_format", "text"))
+    threads = spec.get("intra_op_threads")
+    if threads:
+        import torch  # already imported by the fork server
+
+        torch.set_num_threads(threads)
     sys.exit(serve(BlockingChannel(sock), spec))

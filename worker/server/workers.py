@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from marserve.worker.server import cpu_threads
 from marserve.worker.server.batching import Job, ModelQueue, QueueFullError
 from marserve.worker.server.config import ServerConfig
 from marserve.worker.server.devices import gpu_for_worker, visible_gpus
@@ -193,6 +194,11 @@ class ModelRunner:
             "handler": self._config.handler,
             "gpu_id": worker.gpu_id,
             "batch_size": self.settings.batch_size,
+            "intra_op_threads": cpu_threads.intra_op_threads(
+                workers=self.settings.min_workers,
+                cpus=cpu_threads.usable_cpus(),
+                environ=os.environ,
+            ),
             "log_format": self._config.log_format,
         }
         try:
