@@ -9,14 +9,6 @@ autoscaler sees is set by the load, not by how fast this machine runs torch.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +19,7 @@ import yaml
 
 from support import models, tools
 from support.prometheus import PrometheusServer, Target
+from support.serving import RunningServer, free_port, launch_server, stop_server, wait_for_ping
 
 NAMESPACE = "ml"
 MODEL = "slow"
@@ -48,76 +41,12 @@ class SlowHandler:
 """
 
 
-@dataclass
+@dataclass(frozen=True)
 class Worker:
     """One `marserve serve` process standing in for one pod of the model."""
 
     pod: str
-    process: subprocess.Popen[bytes]
-    inference_url: str
-    metrics_address: str
-    log_path: Path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _start_worker(*, pod: str, archive: Path, workdir: Path) -> Worker:
-    inference, management, metrics = (free_port() for _ in range(3))
-    log_path = workdir / f"{pod}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("marserve")),
-                "serve",
-                "--models",
-                f"{MODEL}={archive}",
-                "--inference-port",
-                str(inference),
-                "--management-port",
-                str(management),
-                "--metrics-port",
-                str(metrics),
-            ],
-            cwd=workdir,
-            env={**os.environ, "PYTHONSAFEPATH": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return Worker(
-        pod=pod,
-        process=process,
-        inference_url=f"http://127.0.0.1:{inference}",
-        metrics_address=f"127.0.0.1:{metrics}",
-        log_path=log_path,
-    )
-
-
-def _wait_ready(worker: Worker, *, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and worker.process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{worker.inference_url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"worker {worker.pod} never became ready:\n{worker.log_path.read_text()}")
-
-
-def _stop(worker: Worker) -> None:
-    if worker.process.poll() is None:
-        worker.process.send_signal(signal.SIGTERM)
-        try:
-            worker.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            worker.process.wait()
+    server: RunningServer
 
 
 @pytest.fixture(scope="session")
@@ -157,14 +86,22 @@ def served_model(
 ) -> Iterator[ServedModel]:
     """Both workers, ready and scraped: every pod has an in-flight series in Prometheus."""
     workdir = tmp_path_factory.mktemp("workers")
-    started = [_start_worker(pod=pod, archive=slow_archive, workdir=workdir) for pod in POD_NAMES]
+    started = [
+        Worker(
+            pod=pod,
+            server=launch_server(
+                workdir, model_args=[f"{MODEL}={slow_archive}"], log_name=f"{pod}.log"
+            ),
+        )
+        for pod in POD_NAMES
+    ]
     try:
         for worker in started:
-            _wait_ready(worker, timeout_s=90)
+            wait_for_ping(worker.server)
         prometheus.set_targets(
             [
                 Target(
-                    address=worker.metrics_address,
+                    address=worker.server.metrics_address,
                     labels={"namespace": NAMESPACE, "pod": worker.pod},
                 )
                 for worker in started
@@ -178,7 +115,7 @@ def served_model(
         yield ServedModel(namespace=NAMESPACE, name=MODEL, workers=started)
     finally:
         for worker in started:
-            _stop(worker)
+            stop_server(worker.server)
 
 
 @pytest.fixture(scope="module")

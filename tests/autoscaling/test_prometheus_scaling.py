@@ -155,7 +155,7 @@ def scenario(
     idle = read(prometheus, signals)
     command = [sys.executable, str(LOAD_SCRIPT)]
     for worker in served_model.workers:
-        command += ["--url", f"{worker.inference_url}/predictions/{served_model.name}"]
+        command += ["--url", f"{worker.server.inference}/predictions/{served_model.name}"]
     command += [
         *("--concurrency", str(CONCURRENCY)),
         *("--duration", str(LOAD_SECONDS)),

@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from support import models
-
-MARSERVE = Path(sys.executable).with_name("marserve")
+from support.serving import RunningServer
 
 # A handler whose behaviour each request picks: `{"sleep": s}` sleeps that long (a slow or hung
 # model), anything else is answered at once with the worker's pid and the batch size.
@@ -57,13 +48,6 @@ class ChaosHandler:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def chaos_archive(directory: Path, *, name: str, yaml_config: Mapping[str, Any]) -> Path:
     """A MAR written by the real torch-model-archiver around ChaosHandler and a model YAML."""
     handler = models.write_text(directory / "src" / "chaos_handler.py", CHAOS_HANDLER)
@@ -71,89 +55,6 @@ def chaos_archive(directory: Path, *, name: str, yaml_config: Mapping[str, Any])
     return models.torch_model_archiver(
         model_name=name, handler=handler, export_path=directory / "store", config_file=config
     )
-
-
-@dataclass
-class RunningServer:
-    """A `marserve serve` process, where to reach it, and its captured log."""
-
-    process: subprocess.Popen[bytes]
-    inference: str
-    management: str
-    metrics: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    @property
-    def inference_port(self) -> int:
-        return int(self.inference.rsplit(":", 1)[1])
-
-
-def _ping(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            status: int = response.status
-            return status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return 0
-
-
-def start_server(
-    tmp: Path,
-    *,
-    model_args: Sequence[str],
-    extra_args: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
-    wait_ready: bool = True,
-) -> RunningServer:
-    """Starts `marserve serve` (cwd outside the repo, log to a file) and waits until it answers
-    /ping with 200 (or with anything, when `wait_ready` is false)."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    ports = [free_port() for _ in range(3)]
-    log_path = tmp / "server.log"
-    command = [
-        str(MARSERVE), "serve", "--models", *model_args,
-        "--inference-port", str(ports[0]),
-        "--management-port", str(ports[1]),
-        "--metrics-port", str(ports[2]),
-        *extra_args,
-    ]  # fmt: skip
-    full_env = {**os.environ, "PYTHONSAFEPATH": "1", **(env or {})}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=tmp, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    server = RunningServer(
-        process=process,
-        inference=f"http://127.0.0.1:{ports[0]}",
-        management=f"http://127.0.0.1:{ports[1]}",
-        metrics=f"http://127.0.0.1:{ports[2]}",
-        log_path=log_path,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and process.poll() is None:
-        status = _ping(f"{server.inference}/ping")
-        if status == 200 or (status and not wait_ready):
-            return server
-        time.sleep(0.1)
-    stop_server(server)
-    raise AssertionError(f"the server did not become ready:\n{server.log()}")
-
-
-def stop_server(server: RunningServer) -> int:
-    """SIGTERM, then SIGKILL if it does not exit; returns the exit code."""
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
-    return server.process.returncode
 
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$")

@@ -18,17 +18,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from reliability.serving import (
-    RunningServer,
-    chaos_archive,
-    describe,
-    start_server,
-    stop_server,
-    wait_until,
-)
+from reliability.serving import chaos_archive, describe, wait_until
 
 from marserve.worker.manifest import MANIFEST_PATH
 from support import models
+from support.serving import RunningServer, start_server, stop_server
 
 MANIFEST = {"runtime": "python", "model": {"modelName": "m", "handler": "h.py"}}
 

@@ -17,17 +17,16 @@ from typing import Any
 import aiohttp
 import pytest
 from reliability.serving import (
-    RunningServer,
     chaos_archive,
     codes,
     describe,
     sample,
     scrape,
-    start_server,
-    stop_server,
     wait_idle,
     wait_until,
 )
+
+from support.serving import RunningServer, start_server, stop_server
 
 STEADY_TIMEOUT_S = 3
 HANG_TIMEOUT_S = 1

@@ -16,14 +16,9 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability.serving import (
-    RunningServer,
-    chaos_archive,
-    describe,
-    start_server,
-    stop_server,
-    wait_idle,
-)
+from reliability.serving import chaos_archive, describe, wait_idle
+
+from support.serving import RunningServer, start_server, stop_server
 
 MAX_BODY = 10_000
 MODEL = "echo"

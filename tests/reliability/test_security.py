@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from reliability.serving import RunningServer, chaos_archive, start_server, stop_server
+from reliability.serving import chaos_archive
 
 from marserve.operator import resources
 from marserve.operator.settings import OperatorSettings
@@ -28,6 +28,7 @@ from marserve.worker.server.config import ServerConfig
 from marserve.worker.server.metrics import ServerMetrics
 from marserve.worker.server.model_sources import resolve_models
 from support.operator_fixtures import model as model_spec
+from support.serving import RunningServer, start_server, stop_server
 
 TOKEN = "k3y-" + "9" * 28
 MODEL = "guarded"

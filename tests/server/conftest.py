@@ -7,16 +7,7 @@ imports torch, ~2 s); tests talk to them over real HTTP with aiohttp.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +15,7 @@ from typing import Any
 import pytest
 
 from support import models
+from support.serving import RunningServer, start_server, stop_server
 
 TOKEN = "s3cret-token"
 
@@ -103,13 +95,6 @@ class MLPHandler(BaseHandler):
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def scripted_model_dir(
     directory: Path, *, name: str, yaml_config: Mapping[str, Any] | None = None
 ) -> Path:
@@ -141,93 +126,6 @@ def archived_mlp(directory: Path) -> Path:
         serialized_file=weights,
         model_file=model_file,
     )
-
-
-@dataclass
-class RunningServer:
-    """A `marserve serve` process and where to reach it."""
-
-    process: subprocess.Popen[bytes]
-    inference: str
-    management: str
-    metrics: str
-    log_path: Path
-    ping_statuses: list[int] = field(default_factory=list)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            status: int = response.status
-            return status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return 0
-
-
-def start_server(
-    tmp: Path,
-    *,
-    model_args: Sequence[str],
-    extra_args: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
-    wait_ready: bool = True,
-) -> RunningServer:
-    """Starts `marserve serve` as a real process (cwd outside the repo) and waits for it."""
-    ports = [free_port() for _ in range(3)]
-    log_path = tmp / "server.log"
-    command = [
-        str(Path(sys.executable).with_name("marserve")),
-        "serve",
-        "--models",
-        *model_args,
-        "--inference-port",
-        str(ports[0]),
-        "--management-port",
-        str(ports[1]),
-        "--metrics-port",
-        str(ports[2]),
-        *extra_args,
-    ]
-    full_env = {**os.environ, "PYTHONSAFEPATH": "1", **(env or {})}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=tmp, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    server = RunningServer(
-        process=process,
-        inference=f"http://127.0.0.1:{ports[0]}",
-        management=f"http://127.0.0.1:{ports[1]}",
-        metrics=f"http://127.0.0.1:{ports[2]}",
-        log_path=log_path,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = _status(f"{server.inference}/ping")
-        if status:
-            server.ping_statuses.append(status)
-        if status == 200 or (status == 503 and not wait_ready):
-            return server
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    stop_server(server)
-    raise AssertionError(f"server did not become ready:\n{server.log()}")
-
-
-def stop_server(server: RunningServer) -> int:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
-    return server.process.returncode
 
 
 @pytest.fixture(scope="session")

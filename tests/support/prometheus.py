@@ -8,7 +8,6 @@ scrape about 6-7 s after it starts, so tests start one per session and wait on d
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from support import tools
+from support.serving import terminate
 
 SCRAPE_INTERVAL = "1s"
 
@@ -134,11 +134,5 @@ class PrometheusServer:
         return (self.workdir / "prometheus.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        if self._process is not None:
+            terminate(self._process, timeout_s=15)
