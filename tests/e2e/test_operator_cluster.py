@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from marserve.operator.resources.metadata import SPEC_HASH_ANNOTATION
-from support.operator_harness import EXAMPLE_MANIFEST, Kubectl, OperatorThread
+from support.operator_harness import EXAMPLE_MANIFEST, Kubectl, OperatorThread, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("cluster_operator")]
 
@@ -27,14 +26,8 @@ IMAGE = os.environ.get("MARSERVE_E2E_IMAGE")
 
 
 def _eventually(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    pytest.fail(f"timed out waiting for {what} (last: {last!r})")
+    """A real cluster pulls images and schedules pods: poll once a second."""
+    return wait_for(check, timeout=timeout, what=what, interval=1)
 
 
 def _get(kubectl: Kubectl, namespace: str, kind: str, name: str) -> dict[str, Any] | None:

@@ -62,7 +62,11 @@ spec:
 
 
 def wait_for(
-    check: Callable[[], Any], *, timeout: float = 20.0, what: str = "the condition"
+    check: Callable[[], Any],
+    *,
+    timeout: float = 20.0,
+    what: str = "the condition",
+    interval: float = 0.05,
 ) -> Any:
     """Poll until `check` returns something truthy; fail with `what` otherwise."""
     deadline = time.monotonic() + timeout
@@ -71,7 +75,7 @@ def wait_for(
         last = check()
         if last:
             return last
-        time.sleep(0.05)
+        time.sleep(interval)
     pytest.fail(f"timed out waiting for {what} (last value: {last!r})")
 
 
