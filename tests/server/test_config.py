@@ -126,3 +126,18 @@ def test_bad_model_yaml_is_a_config_error() -> None:
         parse([]).model_settings({"batchSize": "eight"})
     with pytest.raises(config.ConfigError, match="deviceIds"):
         parse([]).model_settings({"deviceIds": "0,1"})
+
+
+def test_worker_memory_limit_is_off_by_default_and_env_and_flag_beat_model_yaml() -> None:
+    yaml_config = {"maxWorkerMemoryMB": 900}
+    assert parse([]).model_settings({}).max_worker_memory_mb == 0
+    assert parse([]).model_settings(yaml_config).max_worker_memory_mb == 900
+    env = {"MARSERVE_WORKER_MEMORY_LIMIT_MB": "700"}
+    assert parse([], env).model_settings({}).max_worker_memory_mb == 700
+    assert parse([], env).model_settings(yaml_config).max_worker_memory_mb == 700
+    flagged = parse(["--worker-memory-limit-mb", "500"], env).model_settings(yaml_config)
+    assert flagged.max_worker_memory_mb == 500
+    with pytest.raises(config.ConfigError, match="MARSERVE_WORKER_MEMORY_LIMIT_MB"):
+        parse([], {"MARSERVE_WORKER_MEMORY_LIMIT_MB": "1G"})
+    with pytest.raises(config.ConfigError, match="maxWorkerMemoryMB"):
+        parse([]).model_settings({"maxWorkerMemoryMB": "1G"})

@@ -31,6 +31,7 @@ class ModelSettings:
     job_queue_size: int = 100
     device_ids: tuple[int, ...] = ()
     device_type: str = ""
+    max_worker_memory_mb: int = 0  # 0: workers are never recycled for memory
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class ModelLayer:
     workers: int | None = None
     response_timeout_s: float | None = None
     job_queue_size: int | None = None
+    max_worker_memory_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,15 @@ class ServerConfig:
             ),
             device_ids=tuple(device_ids),
             device_type=str(yaml_config.get("deviceType", "")),
+            max_worker_memory_mb=max(
+                0,
+                _first(
+                    over.max_worker_memory_mb,
+                    _yaml_int(yaml_config, "maxWorkerMemoryMB"),
+                    base.max_worker_memory_mb,
+                    0,
+                ),
+            ),
         )
 
 

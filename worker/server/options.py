@@ -150,6 +150,13 @@ MODEL_OPTIONS: tuple[Option, ...] = (
         "queued requests per model before 429",
         "job_queue_size",
     ),
+    Option(
+        "max_worker_memory_mb",
+        "--worker-memory-limit-mb",
+        "MARSERVE_WORKER_MEMORY_LIMIT_MB",
+        int,
+        "resident memory in MiB past which a worker is replaced after its batch (default 0: off)",
+    ),
 )
 
 

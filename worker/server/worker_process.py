@@ -23,6 +23,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("marserve.worker")
 
+MEMORY_RECYCLE_EXIT_CODE = 75  # EX_TEMPFAIL: a planned replacement, not a crash
+_MIB = 2**20
+
+
+def resident_bytes() -> int:
+    """The process's resident memory now: one read of /proc/self/statm, cheap after every batch.
+
+    Where /proc is absent, getrusage's peak resident size stands in; a peak only overstates,
+    so a worker is replaced early rather than too late.
+    """
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
 
 def _metric_tuples(service: Service) -> list[tuple[Any, ...]]:
     """Drains the handler's metrics into plain tuples the front end can export."""
@@ -66,6 +85,7 @@ def serve(channel: BlockingChannel, spec: dict[str, Any]) -> int:
         ("chunk", result.request_id, result)
     )
     channel.send(("ready",))
+    limit = int(spec.get("memory_limit_mb") or 0) * _MIB
     while (message := channel.receive()) is not None and message[0] == "batch":
         _, batch_id, batch = message
         try:
@@ -86,7 +106,17 @@ def serve(channel: BlockingChannel, spec: dict[str, Any]) -> int:
                 )
                 for request in batch
             ]
-        channel.send(("results", batch_id, results, _metric_tuples(service)))
+        # Measured before sending so the verdict rides with the results: the front end then
+        # sends this worker no further batch, and nothing queued can be lost to its exit.
+        resident = resident_bytes() if limit else 0
+        recycle = resident > limit > 0
+        channel.send(("results", batch_id, results, _metric_tuples(service), recycle))
+        if recycle:
+            log.warning(
+                "worker of model %s (pid %d) holds %d MiB, over its %d MiB limit; replacing it",
+                spec["model_name"], os.getpid(), resident // _MIB, limit // _MIB,
+            )  # fmt: skip
+            return MEMORY_RECYCLE_EXIT_CODE
     return 0
 
 
