@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from marserve.worker.server.batching import Job, ModelQueue, QueueFullError
+from marserve.worker.server.batching import DeadlineSweep, Job, ModelQueue, QueueFullError
 
 
 def job(name: str) -> Job:
@@ -95,3 +95,31 @@ async def test_a_cancelled_take_gives_its_jobs_back_to_the_other_workers() -> No
     assert len(queue) == 2
     queue.max_batch_delay_s = 0
     assert [j.request_id for j in await queue.take()] == ["a", "b"]
+
+
+class ExpiredError(Exception):
+    pass
+
+
+async def test_the_deadline_sweep_fails_only_unanswered_jobs_past_the_timeout() -> None:
+    sweep = DeadlineSweep(timeout_s=0.05, expired=ExpiredError)
+    answered, late = job("answered"), job("late")
+    sweep.add(answered)
+    sweep.add(late)
+    answered.outcome.set_result(None)  # type: ignore[arg-type]
+    with pytest.raises(ExpiredError):
+        await asyncio.wait_for(late.outcome, timeout=5)
+    assert answered.outcome.result() is None
+    fresh = job("fresh")
+    sweep.add(fresh)  # the timer re-arms for a job added after a sweep emptied the deque
+    with pytest.raises(ExpiredError):
+        await asyncio.wait_for(fresh.outcome, timeout=5)
+
+
+async def test_the_deadline_sweep_drops_answered_jobs_as_new_ones_arrive() -> None:
+    sweep = DeadlineSweep(timeout_s=60, expired=ExpiredError)
+    for index in range(100):
+        current = job(str(index))
+        sweep.add(current)
+        current.outcome.set_result(None)  # type: ignore[arg-type]
+    assert len(sweep) == 1

@@ -82,6 +82,48 @@ class StreamEnd(Exception):  # noqa: N818 - a marker, not an error
     """Marks the end of a stream on `Job.stream` (after the final result)."""
 
 
+class DeadlineSweep:
+    """Fails requests still unanswered at the model's response timeout (504) with one timer per
+    model instead of one per request.
+
+    Every request of a model has the same timeout, so deadlines come in arrival order: the timer
+    waits for the oldest unanswered request, and answered ones are dropped from the front as new
+    ones arrive, which keeps the deque about as long as the number of requests in flight.
+    """
+
+    def __init__(self, *, timeout_s: float, expired: Callable[[], BaseException]) -> None:
+        self.timeout_s = timeout_s
+        self._expired = expired
+        self._jobs: deque[Job] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def add(self, job: Job) -> None:
+        jobs = self._jobs
+        while jobs and not jobs[0].pending:
+            jobs.popleft()
+        jobs.append(job)
+        if self._timer is None:
+            self._arm(jobs[0])
+
+    def _arm(self, oldest: Job) -> None:
+        delay = oldest.enqueued + self.timeout_s - time.monotonic()
+        self._timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._sweep)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        jobs = self._jobs
+        now = time.monotonic()
+        while jobs and (not jobs[0].pending or jobs[0].enqueued + self.timeout_s <= now):
+            job = jobs.popleft()
+            if job.pending:
+                job.fail(self._expired())
+        if jobs:
+            self._arm(jobs[0])
+
+
 class ModelQueue:
     """A bounded FIFO of jobs shared by a model's workers."""
 

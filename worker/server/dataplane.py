@@ -71,11 +71,10 @@ class DataPlane:
 
         A streamed answer comes back as its first chunk plus the job whose `stream` has the rest.
         """
-        loop = asyncio.get_running_loop()
         job = Job(
             request_id=request_id,
             request=request_dict(request_id=request_id, parameters=parameters, headers=headers),
-            loop=loop,
+            loop=asyncio.get_running_loop(),
         )
         metrics = runner.metrics
         try:
@@ -84,17 +83,7 @@ class DataPlane:
             metrics.request_done(code=error.status, total_s=0.0, queue_s=-1.0)
             raise
         runner.inflight += 1
-        metrics.inflight.inc()
-        timeout = runner.settings.response_timeout_s
-        deadline = loop.call_later(
-            timeout,
-            job.fail,
-            ServingError(
-                504,
-                "ResponseTimeout",
-                f"Model {runner.name!r} did not answer within {timeout:g} s",
-            ),
-        )
+        runner.deadlines.add(job)
         code = 499  # the client went away before an answer
         try:
             outcome = await job.outcome
@@ -107,9 +96,7 @@ class DataPlane:
             code = error.status
             raise
         finally:
-            deadline.cancel()
             runner.inflight -= 1
-            metrics.inflight.dec()
             now = time.monotonic()
             queue_s = job.dispatched - job.enqueued if job.dispatched >= 0 else -1.0
             metrics.request_done(code=code, total_s=now - job.enqueued, queue_s=queue_s)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -72,6 +72,12 @@ class ModelMetrics:
         self.load_seconds = server.model_load_seconds.labels(model)
         self._version = version
         self._codes: dict[int, Any] = {}
+
+    def watch(self, *, inflight: Callable[[], float], queued: Callable[[], float]) -> None:
+        """Reads the in-flight and queue-depth gauges from the runner when scraped, so the
+        request path updates plain integers instead of two locked gauge values per request."""
+        self.inflight.set_function(inflight)
+        self.queue_depth.set_function(queued)
 
     def request_done(self, *, code: int, total_s: float, queue_s: float) -> None:
         """Records one finished inference request under both naming schemes."""

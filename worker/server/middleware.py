@@ -7,6 +7,7 @@ call on the hot path.
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Collection
@@ -44,6 +45,15 @@ def read_token(path: str | None) -> bytes | None:
     return token
 
 
+def request_ids() -> Callable[[], str]:
+    """Ids for requests that came without X-Request-Id: a random 16-hex-digit prefix per server
+    and a counter, 32 hex digits like a UUID, unique across restarts and replicas without a
+    `uuid4` (an `os.urandom` call) per request."""
+    prefix = uuid.uuid4().hex[:16]
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter):016x}"
+
+
 def make_middleware(
     *,
     metrics: ServerMetrics,
@@ -51,10 +61,11 @@ def make_middleware(
     exempt: Collection[str] = OPEN_PATHS,
 ) -> Middleware:
     expected = b"Bearer " + token if token is not None else None
+    new_request_id = request_ids()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        request_id = request.headers.get("X-Request-Id") or new_request_id()
         request[REQUEST_ID] = request_id
         try:
             if expected is not None and request.path not in exempt:

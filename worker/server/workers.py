@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marserve.worker.server import cpu_threads
-from marserve.worker.server.batching import Job, ModelQueue, QueueFullError
+from marserve.worker.server.batching import DeadlineSweep, Job, ModelQueue, QueueFullError
 from marserve.worker.server.config import ServerConfig
 from marserve.worker.server.devices import gpu_for_worker, visible_gpus
 from marserve.worker.server.errors import ServingError, worker_died
@@ -75,6 +75,10 @@ class ModelRunner:
         self.status = "LOADING"
         self.failure: str | None = None
         self.inflight = 0
+        self.metrics.watch(inflight=lambda: self.inflight, queued=lambda: len(self.queue))
+        self.deadlines = DeadlineSweep(
+            timeout_s=self.settings.response_timeout_s, expired=self._timed_out
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._batch_ids = 0
 
@@ -110,7 +114,6 @@ class ModelRunner:
                 f"Model {self.name!r} has {self.queue.capacity} requests queued; retry later",
                 headers={"Retry-After": "1"},
             ) from None
-        self.metrics.queue_depth.set(len(self.queue))
 
     async def drain(self, timeout: float) -> None:
         """Waits up to `timeout` for queued and running requests to finish."""
@@ -125,6 +128,12 @@ class ModelRunner:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.queue.fail_all(ServingError(503, "ServiceUnavailable", "The server stopped"))
+
+    def _timed_out(self) -> ServingError:
+        timeout = self.settings.response_timeout_s
+        return ServingError(
+            504, "ResponseTimeout", f"Model {self.name!r} did not answer within {timeout:g} s"
+        )
 
     def _others_busy(self) -> bool:
         """Whether every worker but the one asking is busy (the asking one is idle)."""
@@ -235,7 +244,6 @@ class ModelRunner:
                     asyncio.current_task().uncancel()  # type: ignore[union-attr]
                     worker.state = "DEAD"
                     return True
-                self.metrics.queue_depth.set(len(self.queue))
                 worker.state = "BUSY"
                 if not await self._dispatch(batch, channel=channel, process=process):
                     worker.state = "DEAD"
