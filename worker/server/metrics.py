@@ -69,6 +69,7 @@ class ModelMetrics:
         self.inflight = server.inflight.labels(model)
         self.queue_depth = server.queue_depth.labels(model)
         self.restarts = server.worker_restarts.labels(model)
+        self.memory_recycles = server.worker_recycles.labels(model, version, "memory")
         self.load_seconds = server.model_load_seconds.labels(model)
         self._version = version
         self._codes: dict[int, Any] = {}
@@ -176,6 +177,12 @@ class ServerMetrics:
         self.worker_restarts = Counter(
             "marserve_worker_restarts", "Worker processes restarted after dying.", ("model",),
             registry=r,
+        )  # fmt: skip
+        self.worker_recycles = Counter(
+            "marserve_worker_recycles",
+            "Workers replaced on purpose after a batch (memory: past the model's memory limit); "
+            "each is also a restart.",
+            ("model", "version", "reason"), registry=r,
         )  # fmt: skip
         self.model_load_seconds = Gauge(
             "marserve_model_load_seconds", "Time the latest worker took to load its model.",

@@ -3,6 +3,8 @@
 Each worker process loads its own copy of the model. A worker that dies fails its in-flight batch
 with 503 and is restarted after a capped exponential back-off; a worker that cannot load the model
 marks the model FAILED with the reason, because restarting a broken archive forever helps no one.
+A worker past its memory limit says so with its last results and is replaced at once: a planned
+recycle, neither a failure nor a reason to back off.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ log = logging.getLogger("marserve.server.workers")
 BACKOFF_FIRST_S = 0.25
 BACKOFF_CAP_S = 30.0
 HEALTHY_UPTIME_S = 60.0
+CRASHED = "crash"
+RECYCLED_FOR_MEMORY = "memory"
 
 
 @dataclass
@@ -178,23 +182,31 @@ class ModelRunner:
         while True:
             started = time.monotonic()
             try:
-                if not await self._run_process(worker):
-                    return
+                reason = await self._run_process(worker)
             except Exception as error:  # a supervisor bug must show, not leave a silent slot
                 log.exception("supervisor of %s-%d failed", self.name, worker.index)
                 self._fail(worker, f"worker supervision failed: {error!r}")
                 return
-            failures = 0 if time.monotonic() - started > HEALTHY_UPTIME_S else failures
-            delay = min(BACKOFF_FIRST_S * 2**failures, BACKOFF_CAP_S)
-            failures += 1
+            if reason is None:
+                return
+            if reason == RECYCLED_FOR_MEMORY:
+                delay = 0.0
+                self.metrics.memory_recycles.inc()
+            else:
+                failures = 0 if time.monotonic() - started > HEALTHY_UPTIME_S else failures
+                delay = min(BACKOFF_FIRST_S * 2**failures, BACKOFF_CAP_S)
+                failures += 1
             worker.restarts += 1
             worker.state = "RESTARTING"
             self.metrics.restarts.inc()
-            log.warning("worker %s-%d died; restarting in %.2fs", self.name, worker.index, delay)
+            log.warning(
+                "worker %s-%d ended (%s); restarting in %.2fs",
+                self.name, worker.index, reason, delay,
+            )  # fmt: skip
             await asyncio.sleep(delay)
 
-    async def _run_process(self, worker: Worker) -> bool:
-        """Runs one worker process to its end; True means it died and should be restarted."""
+    async def _run_process(self, worker: Worker) -> str | None:
+        """Runs one worker process to its end; returns why it should be restarted, or None."""
         parent, child = socket.socketpair()
         spawned = time.monotonic()
         spec = {
@@ -209,13 +221,14 @@ class ModelRunner:
                 environ=os.environ,
             ),
             "log_format": self._config.log_format,
+            "memory_limit_mb": self.settings.max_worker_memory_mb,
         }
         try:
             process = await WorkerProcess.start(sock=child, spec=spec)
         except Exception as error:  # the fork server could not start or fork
             parent.close()
             self._fail(worker, f"cannot start a worker process: {error}")
-            return False
+            return None
         finally:
             child.close()
         channel = await AsyncChannel.open(parent)
@@ -226,7 +239,7 @@ class ModelRunner:
                 code = await process.wait()
                 reason = message[1] if message else f"worker exited with code {code} while loading"
                 self._fail(worker, str(reason))
-                return False
+                return None
             worker.load_seconds = time.monotonic() - spawned  # interpreter, torch and model
             self.metrics.worker_loaded(
                 worker_name=f"{self.name}-{worker.index}", seconds=worker.load_seconds
@@ -243,11 +256,11 @@ class ModelRunner:
                         raise  # the server is stopping
                     asyncio.current_task().uncancel()  # type: ignore[union-attr]
                     worker.state = "DEAD"
-                    return True
+                    return CRASHED
                 worker.state = "BUSY"
-                if not await self._dispatch(batch, channel=channel, process=process):
+                if ended := await self._dispatch(batch, channel=channel, process=process):
                     worker.state = "DEAD"
-                    return True
+                    return ended
                 worker.state = "READY"
         finally:
             channel.close()
@@ -267,8 +280,8 @@ class ModelRunner:
 
     async def _dispatch(
         self, batch: list[Job], *, channel: AsyncChannel, process: WorkerProcess
-    ) -> bool:
-        """Sends one batch and delivers its answers; False when the worker died doing it."""
+    ) -> str | None:
+        """Sends one batch and delivers its answers; returns why the worker ended, if it did."""
         now = time.monotonic()
         for job in batch:
             job.dispatched = now
@@ -293,7 +306,7 @@ class ModelRunner:
                     for job, result in zip(batch, message[2], strict=False):
                         job.deliver(result)
                     self.metrics.handler_records(message[3])
-                    return True
+                    return RECYCLED_FOR_MEMORY if message[4] else None
         except asyncio.CancelledError:
             for job in batch:
                 job.fail(ServingError(503, "ServiceUnavailable", "The server stopped"))
@@ -304,7 +317,7 @@ class ModelRunner:
         detail = "killed after passing its response timeout" if code == -9 else f"exit {code}"
         for job in batch:
             job.fail(worker_died(self.name, detail))
-        return False
+        return CRASHED
 
     def _fail(self, worker: Worker, reason: str) -> None:
         worker.state = "FAILED"
