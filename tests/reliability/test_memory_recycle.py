@@ -125,6 +125,8 @@ async def test_leaking_worker_is_recycled_without_failing_a_request(
     after = await scrape(session, server)
     assert _recycles(after, "leaky") - _recycles(before, "leaky") == RECYCLES_WANTED
     assert _recycles(after, "steady") == 0
+    crashes = "marserve_worker_restarts_total"  # what the crash-loop alert watches
+    assert sample(after, crashes, model="leaky") == sample(before, crashes, model="leaky")
     assert await _worker_pid(session, server, "steady") == steady_pid
     log = server.log()
     assert log.count(f"over its {LIMIT_MB} MiB limit") == RECYCLES_WANTED, log

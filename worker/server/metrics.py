@@ -181,7 +181,7 @@ class ServerMetrics:
         self.worker_recycles = Counter(
             "marserve_worker_recycles",
             "Workers replaced on purpose after a batch (memory: past the model's memory limit); "
-            "each is also a restart.",
+            "not counted as restarts, which alert on crashes.",
             ("model", "version", "reason"), registry=r,
         )  # fmt: skip
         self.model_load_seconds = Gauge(

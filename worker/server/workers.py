@@ -196,9 +196,9 @@ class ModelRunner:
                 failures = 0 if time.monotonic() - started > HEALTHY_UPTIME_S else failures
                 delay = min(BACKOFF_FIRST_S * 2**failures, BACKOFF_CAP_S)
                 failures += 1
+                self.metrics.restarts.inc()
             worker.restarts += 1
             worker.state = "RESTARTING"
-            self.metrics.restarts.inc()
             log.warning(
                 "worker %s-%d ended (%s); restarting in %.2fs",
                 self.name, worker.index, reason, delay,
