@@ -190,16 +190,7 @@ def wait_first_200(server: RunningServer, *, model: BenchModel, timeout_s: float
             raise ServerError(
                 f"{server.name} exited with {server.process.returncode}; see {server.log_path}"
             )
-        try:
-            status, answer = server.request(
-                "POST",
-                f"/predictions/{model.name}",
-                port=server.ports.inference,
-                body=body,
-                content_type=model.content_type,
-            )
-        except OSError:
-            status, answer = 0, b""
+        status, answer = _predict(server, model=model, body=body)
         if status == 200:
             elapsed = time.perf_counter() - server.started_at
             _check_answer(server, model, answer)
@@ -222,16 +213,7 @@ def drain(server: RunningServer, *, model: BenchModel, timeout_s: float = 120.0)
     body = model.body_file.read_bytes()
     deadline = time.perf_counter() + timeout_s
     while time.perf_counter() < deadline:
-        try:
-            status, _ = server.request(
-                "POST",
-                f"/predictions/{model.name}",
-                port=server.ports.inference,
-                body=body,
-                content_type=model.content_type,
-            )
-        except OSError:
-            status = 0
+        status, _ = _predict(server, model=model, body=body)
         if status == 200:
             return
         time.sleep(0.05)
@@ -245,3 +227,17 @@ def _check_answer(server: RunningServer, model: BenchModel, answer: bytes) -> No
     want = artifacts.expected_output(model)
     if len(got) != len(want) or any(abs(a - b) > 1e-4 for a, b in zip(got, want, strict=True)):
         raise ServerError(f"{server.name} answered {got} for {model.name}, expected {want}")
+
+
+def _predict(server: RunningServer, *, model: BenchModel, body: bytes) -> tuple[int, bytes]:
+    """One prediction; status 0 while the server does not accept connections yet."""
+    try:
+        return server.request(
+            "POST",
+            f"/predictions/{model.name}",
+            port=server.ports.inference,
+            body=body,
+            content_type=model.content_type,
+        )
+    except OSError:
+        return 0, b""
