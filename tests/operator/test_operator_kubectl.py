@@ -21,6 +21,7 @@ from support.operator_harness import (
     condition,
     manifest,
     model_path,
+    report_deployment_ready,
     wait_for,
 )
 
@@ -38,24 +39,6 @@ def _spec_hash(deployment: dict[str, Any]) -> str:
 
 def _status(cluster: RunningEmulator, name: str) -> dict[str, Any]:
     return dict((cluster.get(model_path(name)) or {}).get("status") or {})
-
-
-def _report_deployment_ready(cluster: RunningEmulator, name: str, replicas: int) -> None:
-    """What the Deployment controller writes once `replicas` pods are up to date and ready."""
-    deployment = cluster.get(f"{DEPLOYMENTS}/{name}")
-    assert deployment is not None
-    status = {
-        "observedGeneration": deployment["metadata"]["generation"],
-        "replicas": replicas,
-        "updatedReplicas": replicas,
-        "readyReplicas": replicas,
-        "availableReplicas": replicas,
-        "conditions": [
-            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
-            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
-        ],
-    }
-    cluster.request("PATCH", f"{DEPLOYMENTS}/{name}/status", {"status": status})
 
 
 def _events_for(cluster: RunningEmulator, name: str) -> list[dict[str, Any]]:
@@ -102,7 +85,7 @@ def test_example_manifest_becomes_valid_owned_objects_and_ready(
     assert status == "Pending"
     assert _status(cluster, "resnet")["url"] == "http://resnet.ml.svc:8080/predictions/resnet"
 
-    _report_deployment_ready(cluster, "resnet", replicas=1)
+    report_deployment_ready(cluster, "resnet", replicas=1)
     wait_for(lambda: _status(cluster, "resnet").get("phase") == "Ready", what="phase Ready")
     final = cluster.get(model_path("resnet"))
     assert condition(final, "Available")["status"] == "True"

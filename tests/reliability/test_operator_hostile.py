@@ -35,6 +35,7 @@ from support.operator_harness import (
     OperatorThread,
     condition,
     model_path,
+    report_deployment_ready,
     wait_for,
 )
 
@@ -200,22 +201,6 @@ def test_invalid_specs_do_not_make_the_operator_loop_or_stop(
     wait_for(lambda: cluster.api.get(f"{DEPLOYMENTS}/after-invalid"), what="a valid model served")
 
 
-def _report_ready(api: RunningEmulator, name: str, replicas: int) -> None:
-    """What the Deployment controller and kubelet would write once the pods are up."""
-    deployment = api.get(f"{DEPLOYMENTS}/{name}")
-    assert deployment is not None
-    available = {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}
-    status = {
-        "observedGeneration": deployment["metadata"]["generation"],
-        "replicas": replicas,
-        "updatedReplicas": replicas,
-        "readyReplicas": replicas,
-        "availableReplicas": replicas,
-        "conditions": [available],
-    }
-    api.request("PATCH", f"{DEPLOYMENTS}/{name}/status", {"status": status})
-
-
 def test_stopped_in_the_middle_of_a_reconcile_the_restart_duplicates_nothing(
     cluster: RecordingCluster, operator: OperatorThread
 ) -> None:
@@ -235,7 +220,7 @@ def test_stopped_in_the_middle_of_a_reconcile_the_restart_duplicates_nothing(
     finally:
         operator.start()
     wait_for(lambda: api.get(f"{SERVICES}/midway"), what="the Service after the restart")
-    _report_ready(api, "midway", 1)
+    report_deployment_ready(api, "midway", 1)
     wait_for(
         lambda: (api.get(model_path("midway")) or {}).get("status", {}).get("phase") == "Ready",
         what="the status to converge to Ready",
@@ -267,7 +252,7 @@ def test_every_create_whose_answer_is_lost_still_leaves_one_object_each(
     _create(cluster, _model("lossy", autoscaling={**AUTOSCALING, "minReplicas": 2}))
     for path in owned:
         wait_for(lambda path=path: api.get(f"{path}/lossy"), what=f"{path}/lossy")
-    _report_ready(api, "lossy", 2)
+    report_deployment_ready(api, "lossy", 2)
     wait_for(
         lambda: (api.get(model_path("lossy")) or {}).get("status", {}).get("phase") == "Ready",
         what="the status to converge to Ready",
@@ -289,7 +274,7 @@ def _tamper_and_wait_for_repair(api: RunningEmulator, paths: list[str], *, repli
     wait until every edit has been put back."""
     for path in paths:
         api.request("PATCH", path, {"metadata": {"labels": {MODEL_LABEL: TAMPERED}}})
-    _report_ready(api, "cycle", replicas)
+    report_deployment_ready(api, "cycle", replicas)
     for path in paths:
         wait_for(
             lambda path=path: (api.get(path) or {})["metadata"]["labels"][MODEL_LABEL] == "cycle",

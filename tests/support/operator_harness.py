@@ -185,3 +185,21 @@ def manifest(name: str = "resnet", **spec_changes: Any) -> str:
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
     conditions = ((obj or {}).get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c.get("type") == type_), {})
+
+
+def report_deployment_ready(cluster: RunningEmulator, name: str, replicas: int) -> None:
+    """What the Deployment controller writes once `replicas` pods are up to date and ready."""
+    deployment = cluster.get(f"{DEPLOYMENTS}/{name}")
+    assert deployment is not None
+    status = {
+        "observedGeneration": deployment["metadata"]["generation"],
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+        ],
+    }
+    cluster.request("PATCH", f"{DEPLOYMENTS}/{name}/status", {"status": status})
