@@ -92,6 +92,29 @@ def _cpu_and_memory(model: ModelSpec) -> dict[str, dict[str, Any]]:
     return {key: value for key, value in result.items() if value}
 
 
+def _container(
+    name: str,
+    *,
+    model: ModelSpec,
+    image: str,
+    command: list[str],
+    mounts: list[dict[str, Any]],
+    resources: dict[str, Any],
+) -> dict[str, Any]:
+    """What both of the pod's containers share: the image, the lock-down and the termination
+    message Kubernetes shows in the pod status (the operator reports it on the model)."""
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": model.image_pull_policy,
+        "command": command,
+        "volumeMounts": mounts,
+        "securityContext": copy.deepcopy(_CONTAINER_SECURITY),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": resources,
+    }
+
+
 def _extract_container(model: ModelSpec, image: str) -> dict[str, Any]:
     archive = model.archive
     source = archive.uri if archive.pvc_path is None else f"{ARCHIVE_DIR}/{archive.pvc_path}"
@@ -105,16 +128,14 @@ def _extract_container(model: ModelSpec, image: str) -> dict[str, Any]:
     ]
     if archive.pvc_claim is not None:
         mounts.append({"name": "archive", "mountPath": ARCHIVE_DIR, "readOnly": True})
-    container: dict[str, Any] = {
-        "name": "extract",
-        "image": image,
-        "imagePullPolicy": model.image_pull_policy,
-        "command": command,
-        "volumeMounts": mounts,
-        "securityContext": copy.deepcopy(_CONTAINER_SECURITY),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "resources": _cpu_and_memory(model),
-    }
+    container = _container(
+        "extract",
+        model=model,
+        image=image,
+        command=command,
+        mounts=mounts,
+        resources=_cpu_and_memory(model),
+    )
     if archive.secret_name is not None:
         container["envFrom"] = [{"secretRef": {"name": archive.secret_name}}]
     return container
@@ -150,17 +171,23 @@ def _probe(path: str, *, period: int, failures: int, timeout: int) -> dict[str, 
 
 
 def _worker_container(model: ModelSpec, image: str, settings: OperatorSettings) -> dict[str, Any]:
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": "models", "mountPath": MODEL_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     if model.auth is not None:
         mounts.append({"name": "auth-token", "mountPath": TOKEN_DIR, "readOnly": True})
-    container: dict[str, Any] = {
-        "name": "worker",
-        "image": image,
-        "imagePullPolicy": model.image_pull_policy,
-        "command": ["marserve", "serve"],
+    container = _container(
+        "worker",
+        model=model,
+        image=image,
+        command=["marserve", "serve"],
+        mounts=mounts,
+        resources=accelerators.container_resources(
+            accelerator=model.accelerator, user=model.resources, settings=settings
+        ),
+    )
+    container |= {
         "env": _worker_env(model),
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
@@ -176,12 +203,6 @@ def _worker_container(model: ModelSpec, image: str, settings: OperatorSettings) 
         ),
         "readinessProbe": _probe("/ping", period=5, failures=3, timeout=3),
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3, timeout=5),
-        "resources": accelerators.container_resources(
-            accelerator=model.accelerator, user=model.resources, settings=settings
-        ),
-        "volumeMounts": mounts,
-        "securityContext": copy.deepcopy(_CONTAINER_SECURITY),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if settings.pre_stop_seconds > 0:
         # Endpoints drop a terminating pod asynchronously; keep serving until they have.
