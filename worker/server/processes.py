@@ -1,24 +1,14 @@
-"""Worker processes forked from a fork server that has already imported torch.
-
-Importing torch takes seconds. The fork server imports it once, and each worker is a fork of it,
-so starting or restarting a worker costs a fork plus its model load, and workers share torch's
-memory pages copy-on-write. The fork server is started with the interpreter's own flags (`-P`
-included) and the front end's sys.path, so the repository root never reaches sys.path. Nothing in
-it touches CUDA, so each forked worker initialises its own device.
-"""
+"""Worker processes forked from the fork server (see `fork_server.py`), as asyncio sees them."""
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import socket
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from marserve.worker.server import worker_process
-
-PRELOAD = ["torch", "marserve.worker.model_loader", "marserve.worker.server.worker_process"]
+from marserve.worker.server import fork_server, worker_process
 
 
 class WorkerProcess:
@@ -29,10 +19,8 @@ class WorkerProcess:
 
     @classmethod
     async def start(cls, *, sock: socket.socket, spec: dict[str, Any]) -> WorkerProcess:
-        """Forks a worker that serves on `sock`; the fork server starts on first use."""
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(PRELOAD)
-        process = context.Process(
+        """Forks a worker serving on `sock`; starts the fork server unless it already runs."""
+        process = fork_server.context().Process(
             target=worker_process.run_child,
             args=(sock, spec),
             name=f"marserve-worker-{spec['model_name']}",

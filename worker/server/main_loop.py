@@ -1,0 +1,57 @@
+"""The event loop of `marserve serve`: serve until SIGTERM or SIGINT, then shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from marserve.worker.server.app import Server
+from marserve.worker.server.config import ConfigError, ServerConfig
+from marserve.worker.server.model_sources import resolve_models
+
+
+def run(config: ServerConfig) -> int:
+    """Runs the server to its end; the exit code is 2 for a configuration error, 1 for an OS
+    error such as a port in use."""
+    try:
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            return runner.run(serve(config))
+    except ConfigError as error:
+        print(f"marserve serve: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"marserve serve: {error}", file=sys.stderr)
+        return 1
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed: its C event loop and transports cut the front end's
+    CPU per request by about a tenth. None (asyncio's own loop) where it is not installed.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+async def serve(config: ServerConfig) -> int:
+    """Serves until a stop signal, then shuts down gracefully; returns the exit code."""
+    with tempfile.TemporaryDirectory(prefix="marserve-models-") as scratch:
+        sources = await asyncio.to_thread(resolve_models, config, scratch=Path(scratch))
+        server = Server(config, sources)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await server.start()
+        try:
+            await stop.wait()
+        finally:
+            await server.shutdown()
+    return 0
