@@ -4,10 +4,15 @@ Both run in the bench process before any server starts, so nothing competes with
 torch thread: for models this small a parallel region costs more than it saves, and on a busy
 2-core machine a second OpenMP thread that is not scheduled makes the first one spin for
 milliseconds. The gap between these and a server's latency at concurrency 1 is what serving costs.
+Start-up has a floor too: both servers import torch in a fresh interpreter before their first
+answer, so that import is timed as well.
 """
 
 from __future__ import annotations
 
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +25,9 @@ from marbench.artifacts import BenchModel
 
 BATCH_SIZES = (1, 8)
 REPEATS = 5
+TIME_TORCH_IMPORT = (
+    "import time; started = time.perf_counter(); import torch; print(time.perf_counter() - started)"
+)
 
 
 @dataclass(frozen=True)
@@ -91,3 +99,13 @@ def measure(model: BenchModel, *, iterations: int) -> PhysicalLimit:
         forward_us[batch_size] = _best_mean_us(forward, iterations=iterations)
         handler_us[batch_size] = _best_mean_us(partial(handle, batch), iterations=iterations)
     return PhysicalLimit(forward_us=forward_us, handler_us=handler_us)
+
+
+def torch_import_s(*, repeats: int = 3) -> float:
+    """Median seconds a fresh interpreter of this venv takes to import torch."""
+    command = [sys.executable, "-c", TIME_TORCH_IMPORT]
+    runs = [
+        float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+        for _ in range(repeats)
+    ]
+    return statistics.median(runs)

@@ -235,6 +235,11 @@ def render(results: RunResults, summary: dict[str, dict[str, dict[str, Any]]]) -
         ],
         memory_rows,
     )
+    lines += [
+        "",
+        f"A fresh `import torch` takes {_fmt(results.torch_import_s)} s here (median of 3): both "
+        "servers import torch before their first answer, so no start to first 200 is shorter.",
+    ]
     lines += ["", "### Physical limit and serving overhead", ""]
     physical_rows = []
     for model, limit in results.physical.items():
@@ -337,6 +342,7 @@ def write_json(
             for key, value in dataclasses.asdict(config).items()
         },
         "physical": {name: dataclasses.asdict(limit) for name, limit in results.physical.items()},
+        "torch_import_s": results.torch_import_s,
         "summary": summary,
         "targets": {
             model: [

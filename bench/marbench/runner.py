@@ -57,6 +57,7 @@ class ServerRun:
 class RunResults:
     physical: dict[str, physical.PhysicalLimit]
     runs: list[ServerRun]
+    torch_import_s: float
 
 
 def _log(message: str) -> None:
@@ -174,6 +175,8 @@ def run(config: BenchConfig) -> RunResults:
         name: artifacts.build(name, work_dir=config.work_dir, model_yaml=config.model_yaml)
         for name in config.models
     }
+    _log("timing a fresh import of torch")
+    torch_import_s = physical.torch_import_s()
     limits = {}
     for name, model in built.items():
         _log(f"physical limit of {name}")
@@ -184,4 +187,4 @@ def run(config: BenchConfig) -> RunResults:
             for name in config.servers:
                 _log(f"round {round_index}: {name} serving {model.name}")
                 runs.append(_serve_and_measure(name, model, round_index=round_index, config=config))
-    return RunResults(physical=limits, runs=runs)
+    return RunResults(physical=limits, runs=runs, torch_import_s=torch_import_s)

@@ -63,6 +63,8 @@ def test_bench_runs_marserve_on_the_image_model(tmp_path: Path) -> None:
     check_server(document, model="cnn", server="marserve")
     limit = document["physical"]["cnn"]
     assert set(limit["forward_us"]) == set(limit["handler_us"]) == {"1", "8"}
+    assert 0 < document["torch_import_s"] < 60
+    assert f"A fresh `import torch` takes {document['torch_import_s']:.2f} s" in table
     assert "| cnn | 1 | marserve |" in table
     assert (tmp_path / "latest.md").read_text() in table
     assert "| cnn | 1 | **ratio** |" not in table

@@ -61,7 +61,7 @@ def results() -> RunResults:
     runs = [server_run(server, index, scale=scale)
             for index in range(3) for server, scale in scales.items()]  # fmt: skip
     limit = PhysicalLimit(forward_us={1: 25.0, 8: 40.0}, handler_us={1: 60.0, 8: 90.0})
-    return RunResults(physical={"mlp": limit}, runs=runs)
+    return RunResults(physical={"mlp": limit}, runs=runs, torch_import_s=1.5)
 
 
 def test_summary_takes_medians_over_rounds_and_targets_compare_the_servers() -> None:
