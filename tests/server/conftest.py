@@ -67,10 +67,12 @@ class ScriptedHandler:
             elif isinstance(body, dict) and body.get("stream"):
                 answers.append("end")
             elif isinstance(body, dict) and body.get("probe"):
+                import gc
                 import operator
                 import sys
 
-                probe = {"cwd": os.getcwd(), "operator": operator.__file__, "path": sys.path}
+                probe = {"cwd": os.getcwd(), "operator": operator.__file__, "path": sys.path,
+                         "gc_frozen": gc.get_freeze_count(), "gc_tracked": len(gc.get_objects())}
                 answers.append(probe)
             elif isinstance(body, dict) and body.get("big"):
                 answers.append("x" * body["big"])

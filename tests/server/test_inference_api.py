@@ -182,6 +182,17 @@ async def test_workers_run_in_the_model_dir_without_the_repo_on_sys_path(
     assert repo not in probe["path"] and "" not in probe["path"]
 
 
+async def test_workers_keep_torch_and_the_model_out_of_full_garbage_collections(
+    main_server: Any, http: Any
+) -> None:
+    """Objects that live as long as the worker are frozen: a full collection walks only what
+    requests created, not torch's heap (a 50-130 ms pause for every request in flight)."""
+    async with http.post(f"{main_server.inference}/predictions/mlp", json={"probe": 1}) as response:
+        probe = await response.json()
+    assert probe["gc_frozen"] > 50_000
+    assert probe["gc_tracked"] < probe["gc_frozen"] / 10
+
+
 async def test_kserve_v1(main_server: Any, http: Any) -> None:
     base = f"{main_server.inference}/v1/models"
     async with http.post(f"{base}/mlp:predict", json={"instances": [[ROW], [ROW]]}) as response:

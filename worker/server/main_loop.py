@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 import tempfile
@@ -50,6 +51,9 @@ async def serve(config: ServerConfig) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await server.start()
+        # What exists now (modules, apps, routes) lives until exit. Frozen, it is left out of
+        # full collections, which otherwise pause every request in flight for 25-40 ms.
+        gc.freeze()
         try:
             await stop.wait()
         finally:
