@@ -72,7 +72,8 @@ class ScriptedHandler:
                 import sys
 
                 probe = {"cwd": os.getcwd(), "operator": operator.__file__, "path": sys.path,
-                         "gc_frozen": gc.get_freeze_count(), "gc_tracked": len(gc.get_objects())}
+                         "gc_frozen": gc.get_freeze_count(), "gc_tracked": len(gc.get_objects()),
+                         "gc_enabled": gc.isenabled()}
                 answers.append(probe)
             elif isinstance(body, dict) and body.get("big"):
                 answers.append("x" * body["big"])

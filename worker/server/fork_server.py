@@ -17,7 +17,12 @@ import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
 
-PRELOAD = ["torch", "marserve.worker.model_loader", "marserve.worker.server.worker_process"]
+PRELOAD = [
+    "marserve.worker.server.preload_without_gc",
+    "torch",
+    "marserve.worker.model_loader",
+    "marserve.worker.server.worker_process",
+]
 
 
 def context() -> multiprocessing.context.ForkServerContext:

@@ -128,9 +128,11 @@ def run_child(sock: socket.socket, spec: dict[str, Any]) -> None:
     Everything torch imported, and later the loaded model, is moved out of the garbage collector's
     reach (`gc.freeze`): a full collection would otherwise walk those hundreds of thousands of
     objects, pausing every request in flight for 50-130 ms, and write to their headers, copying
-    the pages this worker shares with the fork server.
+    the pages this worker shares with the fork server. Then the collector, off in the fork server
+    (see `preload_without_gc`), is turned back on for what the handler creates.
     """
     gc.freeze()
+    gc.enable()
     os.chdir(spec["model_dir"])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(spec.get("log_format", "text"))
