@@ -18,11 +18,11 @@ async def http(auth: dict[str, str]) -> Any:
         yield session
 
 
-async def scrape(server: Any) -> dict[str, list[Any]]:
+async def scrape(server: Any, query: str = "") -> dict[str, list[Any]]:
     """Samples by sample name; the metrics port needs no token (Prometheus scrapes it)."""
     async with (
         aiohttp.ClientSession() as anonymous,
-        anonymous.get(f"{server.metrics}/metrics") as response,
+        anonymous.get(f"{server.metrics}/metrics{query}") as response,
     ):
         assert response.status == 200
         text = await response.text()
@@ -103,3 +103,22 @@ async def test_every_documented_metric_is_exported(main_server: Any, http: Any) 
     assert "marserve_worker_restarts_total" in samples
     assert value(samples, "marserve_model_load_seconds", model="mlp") > 0
     assert value(samples, "ScriptedCalls", ModelName="mlp") > 0  # the handler's own metric
+
+
+async def test_name_query_selects_families_as_torchserve_does(main_server: Any, http: Any) -> None:
+    async with http.post(f"{main_server.inference}/predictions/mlp", json=[ROW]) as response:
+        assert response.status == 200
+    query = (
+        "?name[]=ts_inference_requests_total&name[]=marserve_queue_wait_seconds"
+        "&name[]=no_such_metric"
+    )
+    samples = await scrape(main_server, query)
+    families = {name for name in samples if not name.endswith(("_bucket", "_count", "_sum"))}
+    assert families == {
+        "ts_inference_requests_total",
+        "marserve_queue_wait_seconds",
+        "marserve_queue_wait_seconds_created",
+    }
+    assert value(samples, "ts_inference_requests_total", model_name="mlp") > 0
+    assert value(samples, "marserve_queue_wait_seconds_count", model="mlp") > 0
+    assert await scrape(main_server, "?name[]=no_such_metric") == {}

@@ -103,7 +103,11 @@ class Server:
         log.info("stopped")
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+        """All metrics, or those named by TorchServe's `?name[]=` query (repeatable)."""
+        names = request.query.getall("name[]", [])
+        return web.Response(
+            body=self.metrics.exposition(names), headers={"Content-Type": CONTENT_TYPE}
+        )
 
 
 def _constant_json(document: dict[str, Any]) -> Any:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -233,5 +234,24 @@ class ServerMetrics:
         self._handler_histograms[name] = (histogram, labelnames)
         return histogram, labelnames
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+    def exposition(self, names: Collection[str] = ()) -> bytes:
+        """The Prometheus text of every metric, or, as TorchServe's `/metrics?name[]=...`, only
+        the families asked for: by family name (`marserve_queue_wait_seconds`) or by one of its
+        sample names (`ts_inference_requests_total`, `..._bucket`). Unknown names select
+        nothing, as in TorchServe."""
+        if not names:
+            return generate_latest(self.registry)
+        return generate_latest(_Selected(self.registry, frozenset(names)))
+
+
+class _Selected(Collector):
+    """The families of a registry that carry one of the wanted names."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
+        self._registry = registry
+        self._names = names
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            if family.name in self._names or any(s.name in self._names for s in family.samples):
+                yield family
