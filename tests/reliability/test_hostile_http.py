@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability.serving import chaos_archive, describe, wait_idle
+from reliability.serving import chaos_archive, describe, sample, scrape, wait_idle
 
 from support.serving import RunningServer, start_server, stop_server
 
@@ -163,6 +163,27 @@ async def test_huge_request_lines_and_headers_are_refused_and_others_still_serve
     assert answer == b"" or re.match(rb"HTTP/1\.[01] 4\d\d ", answer), answer[:200]
     async with session.get(f"{server.inference}/ping") as response:
         assert response.status == 200
+
+
+async def test_a_malformed_request_is_one_log_line_and_counted_as_a_4xx(
+    server: RunningServer, session: aiohttp.ClientSession
+) -> None:
+    """A client cannot fill the logs with parser tracebacks, and the refusal is not invisible."""
+    before = sample(await scrape(session, server), "Requests4XX")
+    log_size = server.log_path.stat().st_size
+    request = b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Long: " + b"v" * 10_000 + b"\r\n\r\n"
+
+    def exchange() -> bytes:
+        with socket.create_connection(("127.0.0.1", server.inference_port), timeout=10) as sock:
+            sock.sendall(request)
+            return sock.recv(65536)
+
+    assert re.match(rb"HTTP/1\.[01] 400 ", await asyncio.to_thread(exchange))
+    assert sample(await scrape(session, server), "Requests4XX") == before + 1
+    logged = server.log()[log_size:]
+    assert "refused a malformed request (400)" in logged
+    assert "Traceback" not in logged and "ERROR" not in logged
+    assert max(len(line) for line in logged.splitlines()) < 400
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from marserve.worker.server.metrics import CONTENT_TYPE, ServerMetrics
 from marserve.worker.server.middleware import make_middleware, read_token
 from marserve.worker.server.model_sources import ModelSource
 from marserve.worker.server.openapi import inference_document
+from marserve.worker.server.protocol_log import ProtocolLog
 from marserve.worker.server.routes_inference import InferenceRoutes
 from marserve.worker.server.routes_management import ManagementRoutes
 from marserve.worker.server.routes_v2 import V2Routes, server_version
@@ -71,7 +72,9 @@ class Server:
     async def start(self) -> None:
         """Binds the three ports, then starts the workers (so /ping answers 503 while loading)."""
         for name, (app, port) in self._apps().items():
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(
+                app, access_log=None, handle_signals=False, logger=ProtocolLog(self.metrics)
+            )
             await runner.setup()
             site = web.TCPSite(runner, self.config.host, port)
             await site.start()
