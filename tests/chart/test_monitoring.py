@@ -93,6 +93,7 @@ def test_dashboard_has_the_panels_operators_look_for(all_on_objects: list[dict[s
         "marserve_inflight_requests",
         "marserve_batch_size",
         "marserve_worker_restarts_total",
+        "marserve_worker_recycles_total",
     ):
         assert needed in expressions
 
