@@ -128,14 +128,18 @@ async def test_oversized_bodies_get_413_however_they_are_sent(
         assert (await _json_error(response))["type"] == "RequestEntityTooLarge"
 
 
-def _raw_exchange(port: int, request: bytes) -> bytes:
+def _raw_exchange(port: int, request: bytes, *, half_close: bool = True) -> bytes:
     """Sends bytes as they are and returns what the server answered before closing (nothing
-    when it reset the connection while the rest of an oversized request was still arriving)."""
+    when it reset the connection while the rest of an oversized request was still arriving).
+
+    With `half_close` the client's end of the stream follows the request at once, and a server
+    may close on it before answering; without, the server answers what it read first."""
     answer = b""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         try:
             sock.sendall(request)
-            sock.shutdown(socket.SHUT_WR)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
             while chunk := sock.recv(65536):
                 answer += chunk
         except ConnectionResetError:
@@ -172,13 +176,10 @@ async def test_a_malformed_request_is_one_log_line_and_counted_as_a_4xx(
     before = sample(await scrape(session, server), "Requests4XX")
     log_size = server.log_path.stat().st_size
     request = b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Long: " + b"v" * 10_000 + b"\r\n\r\n"
-
-    def exchange() -> bytes:
-        with socket.create_connection(("127.0.0.1", server.inference_port), timeout=10) as sock:
-            sock.sendall(request)
-            return sock.recv(65536)
-
-    assert re.match(rb"HTTP/1\.[01] 400 ", await asyncio.to_thread(exchange))
+    answer = await asyncio.to_thread(
+        _raw_exchange, server.inference_port, request, half_close=False
+    )
+    assert re.match(rb"HTTP/1\.[01] 400 ", answer)
     assert sample(await scrape(session, server), "Requests4XX") == before + 1
     logged = server.log()[log_size:]
     assert "refused a malformed request (400)" in logged

@@ -20,13 +20,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serves until stopped; the exit code is 2 for a configuration error (flags, files, model
+    settings), 1 for an OS error such as a port in use."""
     try:
         config = options.build_config(args)
+        configure_logging(config.log_format)
+        fork_server.start()
+        from marserve.worker.server import main_loop  # only now: see the module's docstring
+
+        return main_loop.run(config)
     except ConfigError as error:
         print(f"marserve serve: {error}", file=sys.stderr)
         return 2
-    configure_logging(config.log_format)
-    fork_server.start()
-    from marserve.worker.server import main_loop  # only now: see the module's docstring
-
-    return main_loop.run(config)
+    except OSError as error:
+        print(f"marserve serve: {error}", file=sys.stderr)
+        return 1

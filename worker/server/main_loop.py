@@ -5,28 +5,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from marserve.worker.server.app import Server
-from marserve.worker.server.config import ConfigError, ServerConfig
+from marserve.worker.server.config import ServerConfig
 from marserve.worker.server.model_sources import resolve_models
 
 
 def run(config: ServerConfig) -> int:
-    """Runs the server to its end; the exit code is 2 for a configuration error, 1 for an OS
-    error such as a port in use."""
-    try:
-        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            return runner.run(serve(config))
-    except ConfigError as error:
-        print(f"marserve serve: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"marserve serve: {error}", file=sys.stderr)
-        return 1
+    """Runs the server to its end on the fastest event loop installed."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(serve(config))
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
