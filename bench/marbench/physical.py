@@ -25,6 +25,7 @@ from marbench.artifacts import BenchModel
 
 BATCH_SIZES = (1, 8)
 REPEATS = 5
+TORCH_IMPORT_REPEATS = 3
 TIME_TORCH_IMPORT = (
     "import time; started = time.perf_counter(); import torch; print(time.perf_counter() - started)"
 )
@@ -101,11 +102,11 @@ def measure(model: BenchModel, *, iterations: int) -> PhysicalLimit:
     return PhysicalLimit(forward_us=forward_us, handler_us=handler_us)
 
 
-def torch_import_s(*, repeats: int = 3) -> float:
+def torch_import_s() -> float:
     """Median seconds a fresh interpreter of this venv takes to import torch."""
     command = [sys.executable, "-c", TIME_TORCH_IMPORT]
     runs = [
         float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
-        for _ in range(repeats)
+        for _ in range(TORCH_IMPORT_REPEATS)
     ]
     return statistics.median(runs)

@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from marbench import physical
 from marbench.config import BenchConfig
 from marbench.runner import PointResult, RunResults, ServerRun
 
@@ -237,7 +238,8 @@ def render(results: RunResults, summary: dict[str, dict[str, dict[str, Any]]]) -
     )
     lines += [
         "",
-        f"A fresh `import torch` takes {_fmt(results.torch_import_s)} s here (median of 3): both "
+        f"A fresh `import torch` takes {_fmt(results.torch_import_s)} s here (median of "
+        f"{physical.TORCH_IMPORT_REPEATS}): both "
         "servers import torch before their first answer, so no start to first 200 is shorter.",
     ]
     lines += ["", "### Physical limit and serving overhead", ""]
