@@ -32,6 +32,10 @@ MAX_REQUESTS = 400
 TARGET_PER_POD = 2.0
 MIN_REPLICAS, MAX_REPLICAS = 1, 10
 HPA_TOLERANCE = 0.1  # the HPA controller's default --horizontal-pod-autoscaler-tolerance
+# Scrapes stamp samples with their start time and write them a few ms later; a query at `at`
+# made before a scrape that started just before `at` is written can miss its samples while the
+# next query sees them. Waiting this long after `at` lets every such scrape land first.
+SETTLE_S = 0.3
 LOAD_SCRIPT = Path(__file__).with_name("load.py")
 METRICS: tuple[Metric, ...] = ("inflight", "queueDepth", "requestsPerSecond")
 
@@ -122,6 +126,7 @@ class Scenario:
 
 def read(prometheus: PrometheusServer, signals: Sequence[Signal]) -> Reading:
     at = time.time()
+    time.sleep(SETTLE_S)  # both paths then read the same samples
     keda: dict[Metric, float] = {}
     adapter: dict[Metric, dict[str, float]] = {}
     for item in signals:
@@ -167,7 +172,7 @@ def scenario(
         time.sleep(2.5)  # clients connected and at least one scrape taken under load
         while load.poll() is None and len(under_load) < 20:
             under_load.append(read(prometheus, signals))
-            time.sleep(0.5)
+            time.sleep(0.5 - SETTLE_S)
         output, _ = load.communicate(timeout=LOAD_SECONDS + 60)
     finally:
         if load.poll() is None:
