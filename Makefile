@@ -8,11 +8,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 INSTALLED := $(VENV)/.installed
-TYPING_VIEW := $(VENV)/typing-view
 PYTEST_ARGS ?=
-# The repo root holds operator/, which shadows the standard library when the current directory
-# is on sys.path: never let Python put it there.
-export PYTHONSAFEPATH := 1
 
 .PHONY: help setup tools lint format test run soak bench e2e clean
 
@@ -27,9 +23,6 @@ $(PY):
 $(INSTALLED): pyproject.toml | $(PY)
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
 	$(PY) -m pip install -q -e '.[test]'
-	mkdir -p $(TYPING_VIEW)/marserve
-	ln -sfn ../../../worker $(TYPING_VIEW)/marserve/worker
-	ln -sfn ../../../operator $(TYPING_VIEW)/marserve/operator
 	touch $@
 
 setup: $(INSTALLED) ## create .venv and install marserve with its test tools
@@ -45,7 +38,7 @@ tools: $(TOOLS) ## install helm, kubectl and Prometheus for the chart and autosc
 lint: setup ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	MYPYPATH=$(TYPING_VIEW) $(BIN)/mypy -p marserve.worker -p marserve.operator
+	$(BIN)/mypy worker operator
 
 format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

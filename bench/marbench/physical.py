@@ -76,7 +76,7 @@ def _request(model: BenchModel, index: int) -> dict[str, Any]:
 
 def measure(model: BenchModel, *, iterations: int) -> PhysicalLimit:
     """Times forward and handler at batch 1 and 8; raises if the handler path answers wrongly."""
-    from marserve.worker.model_loader import load_service
+    from marserve.model_loader import load_service
 
     torch.set_num_threads(1)
     module = _loaded_module(model)

@@ -24,23 +24,23 @@ from marbench.config import BenchConfig, ModelYaml
 # (bucket, path fragment, function or "" for any), matched from the innermost frame outwards;
 # asyncio's own frames count only when no frame of the application is on the stack.
 WORKER_BUCKETS = (
-    ("waiting for a batch", "worker/server/ipc.py", "receive"),
-    ("results to the front end (pickle + send)", "worker/server/ipc.py", ""),
+    ("waiting for a batch", "marserve/server/ipc.py", "receive"),
+    ("results to the front end (pickle + send)", "marserve/server/ipc.py", ""),
     ("handler preprocess (JSON / PNG decode)", "bench_handler.py", ""),
     ("forward pass", "torch/nn/", ""),
-    ("response encoding (JSON)", "worker/responses.py", ""),
-    ("handler metrics", "worker/handler_metrics.py", ""),
-    ("Service / BaseHandler plumbing", "worker/", ""),
+    ("response encoding (JSON)", "marserve/responses.py", ""),
+    ("handler metrics", "marserve/handler_metrics.py", ""),
+    ("Service / BaseHandler plumbing", "marserve/", ""),
 )
 FRONT_BUCKETS = (
-    ("IPC with the worker (pickle, frames)", "worker/server/ipc.py", ""),
+    ("IPC with the worker (pickle, frames)", "marserve/server/ipc.py", ""),
     ("metrics", "prometheus_client/", ""),
-    ("metrics", "worker/server/metrics.py", ""),
-    ("batching and dispatch", "worker/server/batching.py", ""),
-    ("batching and dispatch", "worker/server/workers.py", ""),
+    ("metrics", "marserve/server/metrics.py", ""),
+    ("batching and dispatch", "marserve/server/batching.py", ""),
+    ("batching and dispatch", "marserve/server/scheduler.py", ""),
     ("HTTP response write (aiohttp + send)", "aiohttp/http_writer.py", ""),
     ("HTTP response write (aiohttp + send)", "aiohttp/web_response.py", ""),
-    ("routes, middleware, data plane", "worker/server/", ""),
+    ("routes, middleware, data plane", "marserve/server/", ""),
     ("HTTP request parse and dispatch (aiohttp)", "aiohttp/", ""),
 )
 EVENT_LOOP = ("event loop (asyncio, select, socket reads)", ("asyncio/", "selectors.py"))

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from marserve.worker import cli
-from marserve.worker.archive.extract import STAGING_PREFIX
-from marserve.worker.archive.extract_command import TERMINATION_LOG_ENV
+from marserve import cli
+from marserve.archive.extract import STAGING_PREFIX
+from marserve.archive.extract_command import TERMINATION_LOG_ENV
 from support import models
 
 MARSERVE = Path(sys.executable).with_name("marserve")

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from marserve.worker.archive import extract_archive
-from marserve.worker.manifest import MANIFEST_PATH
+from marserve.archive import extract_archive
+from marserve.manifest import MANIFEST_PATH
 
 FORMATS = ("default", "zip-store", "tgz", "no-archive")
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from marserve.worker.archive import download, s3
-from marserve.worker.manifest import MANIFEST_PATH
+from marserve.archive import download, s3
+from marserve.manifest import MANIFEST_PATH
 
 FAST_RETRIES = ("--attempts", "3", "--retry-backoff", "0.01")
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from marserve.worker.archive import ArchiveError, ExtractLimits, extract_archive
-from marserve.worker.archive.extract import STAGING_PREFIX
-from marserve.worker.manifest import MANIFEST_PATH, read_manifest
+from marserve.archive import ArchiveError, ExtractLimits, extract_archive
+from marserve.archive.extract import STAGING_PREFIX
+from marserve.manifest import MANIFEST_PATH, read_manifest
 
 
 @pytest.mark.parametrize("archive_format", ["default", "zip-store", "tgz", "no-archive"])
@@ -163,7 +163,7 @@ def test_destination_inside_the_source_directory_is_refused(
 def test_extract_command_imports_no_heavy_dependencies() -> None:
     """The init container starts fast: no torch, numpy or aiohttp behind `marserve extract`."""
     probe = (
-        "import sys, marserve.worker.archive.extract_command; "
+        "import sys, marserve.archive.extract_command; "
         "print(sorted({'torch', 'numpy', 'aiohttp', 'yaml'} & set(sys.modules)))"
     )
     done = subprocess.run(

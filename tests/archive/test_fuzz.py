@@ -12,8 +12,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from marserve.worker.archive import ArchiveError, ExtractLimits, extract_archive
-from marserve.worker.manifest import MANIFEST_PATH
+from marserve.archive import ArchiveError, ExtractLimits, extract_archive
+from marserve.manifest import MANIFEST_PATH
 
 MANIFEST = b'{"model": {"modelName": "m", "handler": "h.py"}}'
 FILES = {MANIFEST_PATH: MANIFEST, "h.py": b"def handle(data, context):\n    return data\n"}

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from marserve.worker.manifest import MANIFEST_PATH
+from marserve.manifest import MANIFEST_PATH
 
 MANIFEST = json.dumps({"runtime": "python", "model": {"modelName": "m", "handler": "h.py"}})
 ZEROS = bytes(4 * 1024 * 1024)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from marserve.worker.archive import ExtractLimits
-from marserve.worker.archive.limits import GIB, MIB, format_size, parse_size
-from marserve.worker.archive.progress import PROGRESS_STEP_BYTES, Progress
+from marserve.archive import ExtractLimits
+from marserve.archive.limits import GIB, MIB, format_size, parse_size
+from marserve.archive.progress import PROGRESS_STEP_BYTES, Progress
 
 
 def test_defaults_fit_big_models_but_stop_bombs() -> None:

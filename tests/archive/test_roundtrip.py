@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from marserve.worker.model_loader import load_service
+from marserve.model_loader import load_service
 from support import models
 
 

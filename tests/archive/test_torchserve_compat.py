@@ -62,7 +62,7 @@ def torchserve(model_store: Path, tmp_path: Path) -> Iterator[str]:
         "disable_token_authorization=true\n"
     )
     (tmp_path / "ts-tmp").mkdir()
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONSAFEPATH"}
+    env = dict(os.environ)
     env["TMPDIR"] = str(tmp_path / "ts-tmp")  # its pid file, apart from any other TorchServe
     env["JAVA_TOOL_OPTIONS"] = f"-Djava.io.tmpdir={tmp_path / 'ts-tmp'}"  # unpacked models
     process = subprocess.Popen(

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from marserve.operator import resources
-from marserve.operator.settings import OperatorSettings
-from marserve.operator.spec import Metric, parse_spec
+from marserve_operator import resources
+from marserve_operator.settings import OperatorSettings
+from marserve_operator.spec import Metric, parse_spec
 from support.prometheus import PrometheusServer
 
 CONCURRENCY = 8

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from marserve.operator.spec import parse_spec
+from marserve_operator.spec import parse_spec
 from support import crd_schema, tools
 
 EXAMPLES = sorted((tools.REPO_ROOT / "examples" / "k8s").glob("*.yaml"))

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from marserve.operator import resources
-from marserve.operator.resources import metrics_queries
-from marserve.operator.spec import parse_spec
+from marserve_operator import resources
+from marserve_operator.resources import metrics_queries
+from marserve_operator.spec import parse_spec
 from support import tools
 
 RULES_TESTS = Path(__file__).with_name("rules_test.yaml")

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from marserve.operator import kube, reconcile
+from marserve_operator import kube, reconcile
 from support import tools
 
 Permission = tuple[str, str, str]  # (API group, resource, verb)

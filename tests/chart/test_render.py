@@ -9,8 +9,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from marserve.operator import main as operator_main
-from marserve.operator.settings import OperatorSettings
+from marserve_operator import main as operator_main
+from marserve_operator.settings import OperatorSettings
 from support import tools
 
 # Other projects' custom resources: kubernetes-validate has no schema for them. Their content is

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from marserve.operator import kube, main
-from marserve.operator.settings import OperatorSettings
+from marserve_operator import kube, main
+from marserve_operator.settings import OperatorSettings
 from support.operator_harness import CRD_FILE, Kubectl, OperatorThread
 
 # Real clusters pull images and schedule pods: allow the defaults, not the emulator's haste.

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from marserve.operator.resources.metadata import SPEC_HASH_ANNOTATION
+from marserve_operator.resources.metadata import SPEC_HASH_ANNOTATION
 from support.operator_harness import EXAMPLE_MANIFEST, Kubectl, OperatorThread, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("cluster_operator")]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from marserve.operator.settings import OperatorSettings
+from marserve_operator.settings import OperatorSettings
 from support.kube_emulator import RunningEmulator
 from support.operator_harness import CRD_FILE, NAMESPACE, Kubectl, OperatorThread, install_crd
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from marserve.operator.spec import MANAGED_ENV, SpecError, parse_spec
+from marserve_operator.spec import MANAGED_ENV, SpecError, parse_spec
 from support import crd_schema
 from support.operator_fixtures import EXAMPLE_MANIFEST, FULL_SPEC, kube_validate, manifest
 

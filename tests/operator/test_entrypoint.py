@@ -11,7 +11,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from marserve.operator import kube
+from marserve_operator import kube
 from support.kube_emulator import RunningEmulator
 from support.operator_harness import DEPLOYMENTS, MODELS, NAMESPACE, wait_for
 
@@ -40,7 +40,6 @@ def test_console_script_serves_liveness_reconciles_and_stops_on_sigterm(
         **os.environ,
         kube.SERVER_ENV: api.url,
         "MARSERVE_WATCH_NAMESPACES": NAMESPACE,
-        "PYTHONSAFEPATH": "1",
     }
     process = subprocess.Popen(
         [str(SCRIPT), "--liveness", liveness, "--log-format", "plain"],
@@ -66,7 +65,7 @@ def test_console_script_serves_liveness_reconciles_and_stops_on_sigterm(
 
 
 def test_console_script_refuses_bad_settings_with_one_line() -> None:
-    env = {**os.environ, "MARSERVE_PRE_STOP_SECONDS": "-1", "PYTHONSAFEPATH": "1"}
+    env = {**os.environ, "MARSERVE_PRE_STOP_SECONDS": "-1"}
     result = subprocess.run(
         [str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False
     )
@@ -81,7 +80,7 @@ def test_console_script_without_any_cluster_says_so_in_one_line(tmp_path: Path) 
         for key, value in os.environ.items()
         if key not in {kube.SERVER_ENV, "KUBERNETES_SERVICE_HOST"}
     }
-    env.update(KUBECONFIG=str(tmp_path / "missing"), PYTHONSAFEPATH="1")
+    env.update(KUBECONFIG=str(tmp_path / "missing"))
     result = subprocess.run(
         [str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False
     )

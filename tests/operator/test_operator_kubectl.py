@@ -10,7 +10,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from marserve.operator.resources.metadata import MODEL_LABEL, SPEC_HASH_ANNOTATION
+from marserve_operator.resources.metadata import MODEL_LABEL, SPEC_HASH_ANNOTATION
 from support.kube_emulator import Failure, RunningEmulator
 from support.operator_harness import (
     DEPLOYMENTS,

@@ -10,8 +10,8 @@ from typing import Any
 import kmock
 import pytest
 
-from marserve.operator import kube, reconcile
-from marserve.operator.settings import OperatorSettings
+from marserve_operator import kube, reconcile
+from marserve_operator.settings import OperatorSettings
 from support.kube_emulator import Failure, RunningEmulator
 from support.operator_harness import DEPLOYMENTS, MODELS, NAMESPACE, model_path
 

@@ -1,4 +1,4 @@
-"""The objects an InferenceModel owns, built by marserve.operator.resources.
+"""The objects an InferenceModel owns, built by marserve_operator.resources.
 
 Every built-in kind is validated against the Kubernetes 1.30 schemas in strict mode; the
 assertions then check what the schemas cannot: that the pods run what the spec says.
@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from marserve.operator import resources
-from marserve.operator.resources import metrics_queries
-from marserve.operator.settings import OperatorSettings
-from marserve.operator.spec import ModelSpec
+from marserve_operator import resources
+from marserve_operator.resources import metrics_queries
+from marserve_operator.settings import OperatorSettings
+from marserve_operator.spec import ModelSpec
 from support.operator_fixtures import (
     DIGEST,
     FULL_SPEC,

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from marserve.operator.settings import DEFAULT_WORKER_IMAGE, OperatorSettings, SettingsError
+from marserve_operator.settings import DEFAULT_WORKER_IMAGE, OperatorSettings, SettingsError
 
 
 def test_empty_environment_gives_defaults() -> None:

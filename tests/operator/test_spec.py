@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from marserve.operator.spec import (
+from marserve_operator.spec import (
     Accelerator,
     Archive,
     Autoscaling,

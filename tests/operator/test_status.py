@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from marserve.operator import status
-from marserve.operator.spec import ModelSpec, parse_spec
+from marserve_operator import status
+from marserve_operator.spec import ModelSpec, parse_spec
 
 NOW = "2026-11-22T01:00:00Z"
 EARLIER = "2026-11-22T00:00:00Z"

@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from reliability.serving import chaos_archive, describe, wait_until
 
-from marserve.worker.manifest import MANIFEST_PATH
+from marserve.manifest import MANIFEST_PATH
+from reliability.serving import chaos_archive, describe, wait_until
 from support import models
 from support.serving import RunningServer, start_server, stop_server
 

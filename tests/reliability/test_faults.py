@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from reliability.serving import (
     chaos_archive,
     codes,
@@ -25,7 +26,6 @@ from reliability.serving import (
     wait_idle,
     wait_until,
 )
-
 from support.serving import RunningServer, start_server, stop_server
 
 STEADY_TIMEOUT_S = 3

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability.serving import chaos_archive, describe, sample, scrape, wait_idle
 
+from reliability.serving import chaos_archive, describe, sample, scrape, wait_idle
 from support.serving import RunningServer, start_server, stop_server
 
 MAX_BODY = 10_000

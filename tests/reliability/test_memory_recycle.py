@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from reliability.serving import chaos_archive, describe, sample, scrape, wait_until
 
+from reliability.serving import chaos_archive, describe, sample, scrape, wait_until
 from support import models
 from support.serving import RunningServer, start_server, stop_server
 

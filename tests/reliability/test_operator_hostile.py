@@ -20,8 +20,8 @@ import kmock
 import pytest
 import yaml
 
-from marserve.operator.resources.metadata import MODEL_LABEL
-from marserve.operator.settings import OperatorSettings
+from marserve_operator.resources.metadata import MODEL_LABEL
+from marserve_operator.settings import OperatorSettings
 from support import crd_schema, tools
 from support.kube_emulator import Failure, RunningEmulator
 from support.operator_harness import (

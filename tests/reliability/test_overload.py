@@ -17,8 +17,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from reliability.serving import chaos_archive, codes, describe, scrape, wait_idle
 
+from reliability.serving import chaos_archive, codes, describe, scrape, wait_idle
 from support.serving import RunningServer, start_server, stop_server
 
 SERVICE_S = 0.05  # each request sleeps this long in the handler: capacity is 1 / SERVICE_S

@@ -18,15 +18,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from reliability.serving import chaos_archive
 
-from marserve.operator import resources
-from marserve.operator.settings import OperatorSettings
-from marserve.worker.server import middleware
-from marserve.worker.server.app import Server
-from marserve.worker.server.config import ServerConfig
-from marserve.worker.server.metrics import ServerMetrics
-from marserve.worker.server.model_sources import resolve_models
+from marserve.server import middleware
+from marserve.server.app import Server
+from marserve.server.config import ServerConfig
+from marserve.server.metrics import ServerMetrics
+from marserve.server.model_sources import resolve_models
+from marserve_operator import resources
+from marserve_operator.settings import OperatorSettings
+from reliability.serving import chaos_archive
 from support.operator_fixtures import model as model_spec
 from support.serving import RunningServer, start_server, stop_server
 

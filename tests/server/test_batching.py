@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from marserve.worker.server.batching import DeadlineSweep, Job, ModelQueue, QueueFullError
+from marserve.server.batching import DeadlineSweep, Job, ModelQueue, QueueFullError
 
 
 def job(name: str) -> Job:

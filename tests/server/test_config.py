@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from marserve.worker.server import config, options
+from marserve.server import config, options
 
 
 def parse(argv: list[str], env: dict[str, str] | None = None) -> config.ServerConfig:

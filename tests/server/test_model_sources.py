@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from marserve.worker.server import config, options
-from marserve.worker.server.model_sources import resolve_models
+from marserve.server import config, options
+from marserve.server.model_sources import resolve_models
 
 
 def build(argv: list[str]) -> config.ServerConfig:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from marserve.worker.results import PredictionResult
-from marserve.worker.server import devices, tensors
-from marserve.worker.server.errors import ServingError
-from marserve.worker.server.ipc import BlockingChannel
+from marserve.results import PredictionResult
+from marserve.server import devices, tensors
+from marserve.server.errors import ServingError
+from marserve.server.ipc import BlockingChannel
 
 
 def test_reshape_and_flatten_round_trip() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from marserve.worker.server import cpu_threads as threads
+from marserve.server import cpu_threads as threads
 
 
 @pytest.mark.parametrize(

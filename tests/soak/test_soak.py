@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from marbench import artifacts, load, servers
 from marbench.config import BenchConfig, ModelYaml
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from marserve.worker.context import Context, RequestProcessor
-from marserve.worker.handler_metrics import HandlerMetrics
+from marserve.context import Context, RequestProcessor
+from marserve.handler_metrics import HandlerMetrics
 
 
 def make_context(

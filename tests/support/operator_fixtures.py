@@ -13,8 +13,8 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from marserve.operator.settings import OperatorSettings
-from marserve.operator.spec import ModelSpec, parse_spec
+from marserve_operator.settings import OperatorSettings
+from marserve_operator.spec import ModelSpec, parse_spec
 
 KUBERNETES_VERSION = "1.30.0"
 DIGEST = "3b1f" + "0" * 60

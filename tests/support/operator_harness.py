@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from marserve.operator import kube, main
-from marserve.operator.settings import OperatorSettings
+from marserve_operator import kube, main
+from marserve_operator.settings import OperatorSettings
 from support.kube_emulator import RunningEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """Real `marserve serve` processes on 127.0.0.1 for tests: start one, wait for /ping, stop it.
 
-Servers run with their working directory outside the repository and PYTHONSAFEPATH set, as a
-pod runs them, and log to a file that failing tests print.
+Servers run with their working directory outside the repository, as a pod runs them, and log to
+a file that failing tests print.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def launch_server(
         "--metrics-port", str(ports[2]),
         *extra_args,
     ]  # fmt: skip
-    full_env = {**os.environ, "PYTHONSAFEPATH": "1", **(env or {})}
+    full_env = {**os.environ, **(env or {})}
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             command, cwd=tmp, env=full_env, stdout=log_file, stderr=subprocess.STDOUT

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import torch
 
-from marserve.worker.errors import PredictionException
-from marserve.worker.handlers.base_handler import BaseHandler
-from marserve.worker.handlers.timer import timed
+from marserve.errors import PredictionException
+from marserve.handlers.base_handler import BaseHandler
+from marserve.handlers.timer import timed
 from support import handler_fixtures, models
 from support.handler_fixtures import InferenceModeProbe
 

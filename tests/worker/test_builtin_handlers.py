@@ -14,14 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from marserve.worker.errors import PredictionException
-from marserve.worker.handlers.base_handler import BaseHandler
-from marserve.worker.handlers.builtin import BUILTIN_HANDLERS, UNSUPPORTED_BUILTIN_HANDLERS
-from marserve.worker.handlers.image_classifier import ImageClassifier
-from marserve.worker.handlers.image_segmenter import ImageSegmenter
-from marserve.worker.handlers.image_transforms import CenterCrop, Resize
-from marserve.worker.handlers.object_detector import ObjectDetector
-from marserve.worker.model_loader import load_service
+from marserve.errors import PredictionException
+from marserve.handlers.base_handler import BaseHandler
+from marserve.handlers.builtin import BUILTIN_HANDLERS, UNSUPPORTED_BUILTIN_HANDLERS
+from marserve.handlers.image_classifier import ImageClassifier
+from marserve.handlers.image_segmenter import ImageSegmenter
+from marserve.handlers.image_transforms import CenterCrop, Resize
+from marserve.handlers.object_detector import ObjectDetector
+from marserve.model_loader import load_service
 from support import handler_fixtures, models
 from support.handler_fixtures import image_bytes, imagenet_reference, random_image
 

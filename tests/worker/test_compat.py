@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from marserve.worker import compat
-from marserve.worker.model_loader import load_service
-from marserve.worker.results import PredictionResult
+from marserve import compat
+from marserve.model_loader import load_service
+from marserve.results import PredictionResult
 
 
 def run_python(code: str, *, cwd: Path, extra_path: Path | None = None) -> str:
     """Runs `code` in a fresh interpreter, where no finder has been installed yet."""
-    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     if extra_path is not None:
         env["PYTHONPATH"] = str(extra_path)
@@ -39,43 +39,43 @@ def run_python(code: str, *, cwd: Path, extra_path: Path | None = None) -> str:
 @pytest.mark.parametrize(
     ("ts_name", "attribute", "marserve_name"),
     [
-        ("ts.context", "Context", "marserve.worker.context"),
-        ("ts.context", "RequestProcessor", "marserve.worker.context"),
-        ("ts.service", "Service", "marserve.worker.service"),
-        ("ts.model_loader", "TsModelLoader", "marserve.worker.model_loader"),
-        ("ts.utils.util", "PredictionException", "marserve.worker.errors"),
-        ("ts.utils.util", "load_label_mapping", "marserve.worker.utils"),
-        ("ts.utils.util", "map_class_to_label", "marserve.worker.utils"),
-        ("ts.utils.util", "list_classes_from_module", "marserve.worker.utils"),
-        ("ts.utils.util", "get_yaml_config", "marserve.worker.utils"),
-        ("ts.torch_handler.base_handler", "BaseHandler", "marserve.worker.handlers.base_handler"),
+        ("ts.context", "Context", "marserve.context"),
+        ("ts.context", "RequestProcessor", "marserve.context"),
+        ("ts.service", "Service", "marserve.service"),
+        ("ts.model_loader", "TsModelLoader", "marserve.model_loader"),
+        ("ts.utils.util", "PredictionException", "marserve.errors"),
+        ("ts.utils.util", "load_label_mapping", "marserve.utils"),
+        ("ts.utils.util", "map_class_to_label", "marserve.utils"),
+        ("ts.utils.util", "list_classes_from_module", "marserve.utils"),
+        ("ts.utils.util", "get_yaml_config", "marserve.utils"),
+        ("ts.torch_handler.base_handler", "BaseHandler", "marserve.handlers.base_handler"),
         (
             "ts.torch_handler.vision_handler",
             "VisionHandler",
-            "marserve.worker.handlers.vision_handler",
+            "marserve.handlers.vision_handler",
         ),
         (
             "ts.torch_handler.image_classifier",
             "ImageClassifier",
-            "marserve.worker.handlers.image_classifier",
+            "marserve.handlers.image_classifier",
         ),
         (
             "ts.torch_handler.request_envelope.kserve",
             "KServeEnvelope",
-            "marserve.worker.envelopes.kserve",
+            "marserve.envelopes.kserve",
         ),
-        ("ts.metrics.dimension", "Dimension", "marserve.worker.handler_metrics"),
-        ("ts.metrics.metric_type_enum", "MetricTypes", "marserve.worker.handler_metrics"),
+        ("ts.metrics.dimension", "Dimension", "marserve.handler_metrics"),
+        ("ts.metrics.metric_type_enum", "MetricTypes", "marserve.handler_metrics"),
         (
             "ts.handler_utils.utils",
             "send_intermediate_predict_response",
-            "marserve.worker.streaming",
+            "marserve.streaming",
         ),
-        ("ts.handler_utils.timer", "timed", "marserve.worker.handlers.timer"),
+        ("ts.handler_utils.timer", "timed", "marserve.handlers.timer"),
         (
             "ts.protocol.otf_message_handler",
             "send_intermediate_predict_response",
-            "marserve.worker.streaming",
+            "marserve.streaming",
         ),
     ],
 )
@@ -91,11 +91,11 @@ def test_aliased_module_keeps_its_own_identity() -> None:
     compat.install()
     import ts.torch_handler.base_handler as aliased
 
-    from marserve.worker.handlers import base_handler
+    from marserve.handlers import base_handler
 
     assert aliased is base_handler
     assert base_handler.__spec__ is not None
-    assert base_handler.__spec__.name == "marserve.worker.handlers.base_handler"
+    assert base_handler.__spec__.name == "marserve.handlers.base_handler"
 
 
 def test_install_is_idempotent() -> None:
@@ -144,7 +144,7 @@ def test_loader_installs_the_aliases_before_importing_a_handler(tmp_path: Path) 
     out = run_python(
         f"""
         from pathlib import Path
-        from marserve.worker.model_loader import load_service
+        from marserve.model_loader import load_service
         service = load_service(Path({str(model_dir)!r}))
         parameter = {{"name": "body", "contentType": "", "value": b""}}
         batch = [{{"requestId": b"a", "parameters": [parameter]}}]
@@ -152,7 +152,7 @@ def test_loader_installs_the_aliases_before_importing_a_handler(tmp_path: Path) 
         """,
         cwd=tmp_path,
     )
-    assert out == "marserve.worker.errors"
+    assert out == "marserve.errors"
 
 
 def test_a_real_torchserve_is_left_alone(tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_a_real_torchserve_is_left_alone(tmp_path: Path) -> None:
     (fake / "context.py").write_text("ORIGIN = 'torchserve'\n")
     out = run_python(
         """
-        from marserve.worker import compat
+        from marserve import compat
         import ts.context
         print(compat.install(), compat.is_installed(), ts.context.ORIGIN)
         """,

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch._dynamo
 
-from marserve.worker.handlers.base_handler import BaseHandler
-from marserve.worker.loading.compile import EagerFallback, compile_model, compile_options
+from marserve.handlers.base_handler import BaseHandler
+from marserve.loading.compile import EagerFallback, compile_model, compile_options
 from support import handler_fixtures, models
 
 BATCH = torch.randn(4, 8, generator=torch.Generator().manual_seed(2))
@@ -82,7 +82,7 @@ def test_backend_failing_at_first_call_falls_back_to_eager(
 ) -> None:
     model = models.make_mlp()
     compiled = compile_model(model, {"backend": _broken_backend})
-    with caplog.at_level(logging.WARNING, logger="marserve.worker.loading.compile"):
+    with caplog.at_level(logging.WARNING, logger="marserve.loading.compile"):
         first = compiled(BATCH)
     torch.testing.assert_close(first, model(BATCH))
     assert not compiled.is_compiled
@@ -93,7 +93,7 @@ def test_backend_failing_at_first_call_falls_back_to_eager(
 
 def test_compile_time_failure_returns_the_model_itself(caplog: pytest.LogCaptureFixture) -> None:
     model = models.make_mlp()
-    with caplog.at_level(logging.WARNING, logger="marserve.worker.loading.compile"):
+    with caplog.at_level(logging.WARNING, logger="marserve.loading.compile"):
         result = compile_model(model, {"backend": "no-such-backend"})
     assert result is model
     assert "torch.compile(backend='no-such-backend') failed, running eager" in caplog.text

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from marserve.worker.context import Context, RequestProcessor
-from marserve.worker.errors import PredictionException
-from marserve.worker.handler_metrics import HandlerMetrics
-from marserve.worker.results import PredictionResult
-from marserve.worker.streaming import send_intermediate_predict_response
+from marserve.context import Context, RequestProcessor
+from marserve.errors import PredictionException
+from marserve.handler_metrics import HandlerMetrics
+from marserve.results import PredictionResult
+from marserve.streaming import send_intermediate_predict_response
 
 
 def make_context(*headers: dict[str, object]) -> Context:

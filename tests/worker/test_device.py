@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from marserve.worker.handlers.base_handler import BaseHandler
-from marserve.worker.loading import cpu
-from marserve.worker.loading.device import enable_tensor_cores, map_location, select_device
-from marserve.worker.loading.onnx_session import onnx_providers, open_onnx_session
+from marserve.handlers.base_handler import BaseHandler
+from marserve.loading import cpu
+from marserve.loading.device import enable_tensor_cores, map_location, select_device
+from marserve.loading.onnx_session import onnx_providers, open_onnx_session
 from support import handler_fixtures, models
 
 IPEX_ON = {"TS_IPEX_GPU_ENABLE": "true"}

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from marserve.worker import envelopes
-from marserve.worker.context import Context
-from marserve.worker.service import Service
+from marserve import envelopes
+from marserve.context import Context
+from marserve.service import Service
 
 MANIFEST = {"model": {"modelName": "tiny", "modelVersion": "2.0", "handler": "h.py"}}
 
@@ -154,7 +154,7 @@ def test_unknown_envelope_names_the_known_ones() -> None:
 
 
 def test_envelope_from_the_manifest(make_model_dir: Any, make_batch: Any) -> None:
-    from marserve.worker.model_loader import load_service
+    from marserve.model_loader import load_service
 
     model_dir = make_model_dir(
         "def handle(data, context):\n    return data and [row * 10 for row in data]\n",

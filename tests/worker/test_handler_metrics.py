@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from marserve.worker.handler_metrics import (
+from marserve.handler_metrics import (
     Dimension,
     HandlerMetrics,
     MetricRecord,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import torch
 
-from marserve.worker.manifest import ManifestError
-from marserve.worker.model_loader import (
+from marserve.manifest import ManifestError
+from marserve.model_loader import (
     HandlerLoadError,
     ModelLoader,
     TsModelLoader,
@@ -199,9 +199,7 @@ def test_initialise_failure_propagates(make_model_dir: Any) -> None:
 
 
 def test_dotted_module_from_the_environment(make_batch: Any, make_model_dir: Any) -> None:
-    model_dir = make_model_dir(
-        handler="marserve.worker.streaming:send_intermediate_predict_response"
-    )
+    model_dir = make_model_dir(handler="marserve.streaming:send_intermediate_predict_response")
     with pytest.raises(TypeError):
         load_service(model_dir)  # found and called for initialisation with (None, context)
 
@@ -209,7 +207,7 @@ def test_dotted_module_from_the_environment(make_batch: Any, make_model_dir: Any
 def test_built_in_handler_name_resolves_end_to_end(
     make_model_dir: Any, make_batch: Any, tmp_path: Path
 ) -> None:
-    pytest.importorskip("marserve.worker.handlers.base_handler")
+    pytest.importorskip("marserve.handlers.base_handler")
     from support import models
 
     models.write_torchscript(models.make_mlp(), tmp_path / "weights")
@@ -237,7 +235,7 @@ def test_every_built_in_name_resolves_to_its_handler_class(
     entry_point, _ = resolve_handler(name, model_dir=tmp_path)
     handler = entry_point.__self__  # type: ignore[attr-defined]
     assert type(handler).__name__ == class_name
-    assert type(handler).__module__ == f"marserve.worker.handlers.{name}"
+    assert type(handler).__module__ == f"marserve.handlers.{name}"
 
 
 def test_model_dir_goes_before_installed_packages_but_after_the_stdlib(

@@ -16,8 +16,8 @@ import onnxruntime
 import pytest
 import torch
 
-from marserve.worker.model_loader import ModelLoader, load_service
-from marserve.worker.service import Service
+from marserve.model_loader import ModelLoader, load_service
+from marserve.service import Service
 from support import models
 
 TS_HANDLER = '''

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import torch
 
-from marserve.worker.context import Context
-from marserve.worker.errors import PredictionException
-from marserve.worker.results import PredictionResult
-from marserve.worker.service import Service
+from marserve.context import Context
+from marserve.errors import PredictionException
+from marserve.results import PredictionResult
+from marserve.service import Service
 
 Handler = Callable[[Any, Context], Any]
 

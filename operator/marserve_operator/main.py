@@ -1,0 +1,137 @@
+"""`marserve-operator`: runs the kopf operator with the settings read from the environment.
+
+kopf's usual knobs (liveness endpoint, peering, namespaces) are flags; the API connection comes
+from MARSERVE_KUBE_SERVER (tests), the in-cluster service account, or the kubeconfig.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from marserve_operator import handlers, kube, reconcile
+from marserve_operator.settings import OperatorSettings, SettingsError
+
+
+@dataclass(frozen=True)
+class Timing:
+    """kopf's and our client's timeouts; tests shorten them so stops and reconnects are quick."""
+
+    watch_server_timeout: float = 300.0
+    watch_client_timeout: float = 330.0
+    connect_timeout: float = 30.0
+    request_timeout: float = 60.0
+    exit_timeout: float = 5.0
+    retry: kube.RetryPolicy = field(default_factory=kube.RetryPolicy)
+
+
+@kopf.on.login(registry=handlers.REGISTRY)
+def login(memo: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The test server when MARSERVE_KUBE_SERVER points at one, the usual client login otherwise."""
+    connection: kube.Connection = memo.connection
+    if connection.test_server:
+        return kopf.ConnectionInfo(server=connection.server, insecure=True)
+    return kopf.login_via_client(**kwargs)
+
+
+@kopf.on.startup(registry=handlers.REGISTRY)
+async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    timing: Timing = memo.timing
+    settings.persistence.finalizer = f"{reconcile.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=reconcile.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=reconcile.GROUP, key="last-handled-configuration"
+    )
+    settings.posting.enabled = True
+    settings.posting.loggers = False  # only the transitions the handlers post explicitly
+    settings.posting.reporting_component = "marserve-operator"
+    settings.watching.server_timeout = timing.watch_server_timeout
+    settings.watching.client_timeout = timing.watch_client_timeout
+    settings.watching.connect_timeout = timing.connect_timeout
+    settings.networking.request_timeout = timing.request_timeout
+    settings.networking.connect_timeout = timing.connect_timeout
+    settings.queueing.exit_timeout = timing.exit_timeout
+    settings.background.instant_exit_timeout = timing.exit_timeout
+    memo.kube = kube.KubeClient.open(memo.connection, retry=timing.retry)
+
+
+@kopf.on.cleanup(registry=handlers.REGISTRY)
+async def close(memo: Any, **_: Any) -> None:
+    client: kube.KubeClient | None = getattr(memo, "kube", None)
+    if client is not None:
+        await client.close()
+
+
+async def run(
+    *,
+    settings: OperatorSettings,
+    connection: kube.Connection,
+    timing: Timing = Timing(),
+    liveness_endpoint: str | None = None,
+    peering: str | None = None,
+    priority: int = 0,
+    stop_flag: Any = None,
+    ready_flag: Any = None,
+) -> None:
+    """Run the operator until the stop flag is set (or forever)."""
+    memo = kopf.Memo(settings=settings, connection=connection, timing=timing)
+    await kopf.operator(
+        registry=handlers.REGISTRY,
+        memo=memo,
+        standalone=peering is None,
+        peering_name=peering,
+        priority=priority,
+        clusterwide=settings.cluster_wide,
+        namespaces=settings.watch_namespaces,
+        liveness_endpoint=liveness_endpoint,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="marserve-operator", description=__doc__)
+    parser.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="kopf's liveness endpoint (empty to disable)",
+    )
+    parser.add_argument("--peering", help="a kopf peering name (default: standalone)")
+    parser.add_argument("--priority", type=int, default=0, help="peering priority")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=["plain", "full", "json"], default="json")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _arguments(argv)
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    try:
+        settings = OperatorSettings.from_env(os.environ)
+        connection = kube.connection_from_env(os.environ)
+    except (SettingsError, OSError, ValueError) as exc:
+        print(f"marserve-operator: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger(__name__).info("watching %s", settings.watch_namespaces or "all namespaces")
+    asyncio.run(
+        run(
+            settings=settings,
+            connection=connection,
+            liveness_endpoint=args.liveness or None,
+            peering=args.peering,
+            priority=args.priority,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

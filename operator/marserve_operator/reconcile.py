@@ -1,0 +1,309 @@
+"""Decides what an InferenceModel should own and makes the cluster match it.
+
+One level-based path serves create, update, resume, timers and watch events: build the desired
+objects, create what is missing, patch what drifted, delete what is no longer wanted, then derive
+the status from what the cluster reports. Running it twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from marserve_operator import kube, resources, status
+from marserve_operator.resources.metadata import HTTP_PORT
+from marserve_operator.settings import OperatorSettings
+from marserve_operator.spec import ModelSpec, SpecError, parse_spec
+from marserve_operator.status import Transition
+
+GROUP: Final = "serving.marserve.io"
+VERSION: Final = "v1alpha1"
+PLURAL: Final = "inferencemodels"
+KIND: Final = "InferenceModel"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+MONITORING_API: Final = "monitoring.coreos.com/v1"
+# Every kind the operator may own, so one that is no longer wanted is found and removed.
+OWNED_KINDS: Final = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("policy/v1", "PodDisruptionBudget"),
+    (MONITORING_API, "ServiceMonitor"),
+)
+# Top-level keys of an owned object that the operator never sets or compares.
+_SERVER_KEYS: Final = frozenset({"apiVersion", "kind", "metadata", "status"})
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The InferenceModel being reconciled, as plain data."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int | None
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    body: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Owner:
+        plain: JsonObject = _plain(body)
+        meta = plain.get("metadata") or {}
+        generation = meta.get("generation")
+        return cls(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta.get("uid") or "",
+            generation=int(generation) if generation is not None else None,
+            spec=plain.get("spec") or {},
+            status=plain.get("status") or {},
+            body=plain,
+        )
+
+    @property
+    def path(self) -> str:
+        return kube.path_of(API_VERSION, KIND, namespace=self.namespace, name=self.name)
+
+    def reference(self) -> JsonObject:
+        """An owner reference that makes the garbage collector remove children with the model."""
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    def owns(self, obj: Mapping[str, Any]) -> bool:
+        refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+        return any(ref.get("uid") == self.uid for ref in refs)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile did and saw: object actions for logs, the status, events to post."""
+
+    actions: Sequence[str]
+    status: Mapping[str, Any]
+    events: Sequence[Transition]
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy made of dicts and lists (kopf hands over read-only mapping views)."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """Whether `live` holds everything `desired` says: extra keys the API server defaults are
+    fine, a changed value or a list of another shape is drift."""
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            contains(live.get(key), value) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    return bool(live == desired)
+
+
+def _managed_part(obj: Mapping[str, Any]) -> JsonObject:
+    """The parts of an owned object the operator decides: labels, annotations, owners, spec."""
+    meta = obj["metadata"]
+    part: JsonObject = {
+        key: copy.deepcopy(value) for key, value in obj.items() if key not in _SERVER_KEYS
+    }
+    part["metadata"] = {
+        key: copy.deepcopy(meta[key])
+        for key in ("labels", "annotations", "ownerReferences")
+        if key in meta
+    }
+    return part
+
+
+def owned(obj: Mapping[str, Any], owner: Owner) -> JsonObject:
+    result = copy.deepcopy(dict(obj))
+    result["metadata"]["ownerReferences"] = [owner.reference()]
+    return result
+
+
+class OwnershipConflictError(Exception):
+    """An object the model should own exists and is controlled by something else."""
+
+
+def _check_controller(live: Mapping[str, Any], desired: Mapping[str, Any]) -> None:
+    refs = (live.get("metadata") or {}).get("ownerReferences") or []
+    controller = next((ref for ref in refs if ref.get("controller")), None)
+    mine = desired["metadata"]["ownerReferences"][0]["uid"]
+    if controller is not None and controller.get("uid") != mine:
+        meta = live["metadata"]
+        raise OwnershipConflictError(
+            f"{desired['kind']} {meta.get('namespace')}/{meta['name']} is controlled by "
+            f"{controller.get('kind')} {controller.get('name')}; rename the model or remove it"
+        )
+
+
+async def apply(client: kube.KubeClient, obj: Mapping[str, Any]) -> str:
+    """Create the object, or merge-patch the parts that drifted; says which it did. An object
+    another controller owns is never taken over."""
+    path = kube.path_for(obj)
+    live = await client.get(path)
+    if live is None:
+        meta = obj["metadata"]
+        collection = kube.path_of(obj["apiVersion"], obj["kind"], namespace=meta.get("namespace"))
+        try:
+            await client.create(collection, obj)
+            return "created"
+        except kube.ApiError as exc:
+            if exc.status != 409:
+                raise
+            live = await client.get(path)  # created by a request whose answer was lost
+    wanted = _managed_part(obj)
+    if live is not None:
+        _check_controller(live, obj)
+    if live is not None and contains(live, wanted):
+        return "unchanged"
+    await client.merge_patch(path, wanted)
+    return "patched"
+
+
+async def prune(
+    client: kube.KubeClient,
+    owner: Owner,
+    keep: Sequence[Mapping[str, Any]],
+    *,
+    garbage_collected: bool = False,
+) -> list[str]:
+    """Delete objects of the owned kinds that this model owns but no longer wants. When the
+    model itself is going, a refused delete is left to the garbage collector."""
+    wanted = {(obj["apiVersion"], obj["kind"]) for obj in keep}
+    deleted = []
+    for api_version, kind in OWNED_KINDS:
+        if (api_version, kind) in wanted:
+            continue
+        path = kube.path_of(api_version, kind, namespace=owner.namespace, name=owner.name)
+        live = await client.get(path)
+        if live is None or not owner.owns(live):
+            continue
+        try:
+            if await client.delete(path):
+                deleted.append(f"deleted {kind}")
+        except kube.ApiError as exc:
+            if not (garbage_collected and exc.status == 403):
+                raise
+            deleted.append(f"left {kind} to garbage collection")
+    return deleted
+
+
+def model_url(model: ModelSpec) -> str:
+    return f"http://{model.name}.{model.namespace}.svc:{HTTP_PORT}/predictions/{model.model_name}"
+
+
+def selector_string(model: ModelSpec) -> str:
+    return ",".join(f"{key}={value}" for key, value in sorted(resources.selector(model).items()))
+
+
+async def write_status(
+    client: kube.KubeClient, owner: Owner, new_status: Mapping[str, Any]
+) -> bool:
+    """Patch the status subresource only when something in it changed."""
+    if all(owner.status.get(key) == value for key, value in new_status.items()):
+        return False
+    await client.merge_patch(owner.path + "/status", {"status": dict(new_status)})
+    return True
+
+
+async def refresh_status(
+    client: kube.KubeClient, *, owner: Owner, model: ModelSpec, now: str
+) -> Outcome:
+    """Derive the status from the Deployment and Pods and write it if it changed."""
+    deployment = await client.get(
+        kube.path_of("apps/v1", "Deployment", namespace=owner.namespace, name=owner.name)
+    )
+    pods = await client.list(
+        kube.path_of("v1", "Pod", namespace=owner.namespace),
+        label_selector=selector_string(model),
+    )
+    new_status = status.build_status(
+        model=model,
+        deployment=deployment,
+        pods=pods,
+        previous=owner.status,
+        now=now,
+        url=model_url(model),
+        selector=selector_string(model),
+    )
+    wrote = await write_status(client, owner, new_status)
+    events = status.transitions(owner.status, new_status) if wrote else []
+    return Outcome([], new_status, events)
+
+
+def parse(owner: Owner) -> ModelSpec:
+    return parse_spec(
+        name=owner.name, namespace=owner.namespace, spec=owner.spec, generation=owner.generation
+    )
+
+
+async def _blocked(
+    client: kube.KubeClient, owner: Owner, *, reason: str, message: str, now: str
+) -> Outcome:
+    new_status = status.blocked_status(
+        reason=reason, message=message, previous=owner.status, generation=owner.generation, now=now
+    )
+    wrote = await write_status(client, owner, new_status)
+    events = status.transitions(owner.status, new_status) if wrote else []
+    return Outcome([], new_status, events)
+
+
+async def converge(
+    client: kube.KubeClient, *, owner: Owner, settings: OperatorSettings, now: str
+) -> Outcome:
+    """The one reconcile path: owned objects as the spec says, then the status."""
+    try:
+        model = parse(owner)
+    except SpecError as exc:
+        return await _blocked(client, owner, reason=status.INVALID_SPEC, message=str(exc), now=now)
+    monitoring = await client.serves(MONITORING_API)
+    desired = [
+        owned(obj, owner)
+        for obj in resources.desired_objects(model, settings, service_monitor_available=monitoring)
+    ]
+    actions = []
+    try:
+        for obj in desired:
+            action = await apply(client, obj)
+            if action != "unchanged":
+                actions.append(f"{action} {obj['kind']}")
+    except OwnershipConflictError as exc:
+        reason = status.OWNERSHIP_CONFLICT
+        return await _blocked(client, owner, reason=reason, message=str(exc), now=now)
+    actions += await prune(client, owner, desired)
+    refreshed = await refresh_status(client, owner=owner, model=model, now=now)
+    return Outcome(actions, refreshed.status, refreshed.events)
+
+
+async def fetch_owner(client: kube.KubeClient, *, namespace: str, name: str) -> Owner | None:
+    """The live InferenceModel, unless it is gone or going."""
+    path = kube.path_of(API_VERSION, KIND, namespace=namespace, name=name)
+    body = await client.get(path)
+    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    return Owner.from_body(body)
+
+
+async def remove(client: kube.KubeClient, owner: Owner) -> list[str]:
+    """Delete everything the model owns now, rather than waiting for garbage collection."""
+    return await prune(client, owner, keep=(), garbage_collected=True)

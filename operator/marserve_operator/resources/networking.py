@@ -1,0 +1,55 @@
+"""The Service in front of a model's pods and the ServiceMonitor that scrapes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marserve_operator.resources.metadata import (
+    HTTP_PORT,
+    METRICS_PATH,
+    METRICS_PORT,
+    object_meta,
+    selector,
+)
+from marserve_operator.spec import ModelSpec
+
+
+def service(model: ModelSpec) -> dict[str, Any]:
+    """A ClusterIP Service for inference (http) and metrics; management stays pod-local.
+
+    Scrape annotations live on the pods only: annotating the Service too would make Prometheus
+    setups that follow both pod and endpoint annotations scrape each pod twice, doubling the
+    summed autoscaling signal.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": object_meta(model),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(model),
+            "ports": [
+                {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
+                {
+                    "name": "metrics",
+                    "port": METRICS_PORT,
+                    "targetPort": "metrics",
+                    "protocol": "TCP",
+                },
+            ],
+        },
+    }
+
+
+def service_monitor(model: ModelSpec) -> dict[str, Any]:
+    """A prometheus-operator ServiceMonitor for the metrics port of the model's Service."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": object_meta(model),
+        "spec": {
+            "selector": {"matchLabels": selector(model)},
+            "namespaceSelector": {"matchNames": [model.namespace]},
+            "endpoints": [{"port": "metrics", "path": METRICS_PATH, "interval": "15s"}],
+        },
+    }

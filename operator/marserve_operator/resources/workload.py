@@ -1,0 +1,272 @@
+"""The worker Deployment: an init container unpacks the archive, then the worker serves it."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+from marserve_operator.resources import accelerators
+from marserve_operator.resources.metadata import (
+    HTTP_PORT,
+    MANAGEMENT_PORT,
+    METRICS_PORT,
+    SPEC_HASH_ANNOTATION,
+    labels,
+    object_meta,
+    scrape_annotations,
+    selector,
+)
+from marserve_operator.settings import OperatorSettings
+from marserve_operator.spec import ModelSpec
+
+MODEL_DIR: Final = "/mnt/models"
+ARCHIVE_DIR: Final = "/mnt/archive"
+TOKEN_DIR: Final = "/var/run/secrets/marserve/auth"
+_PROBE_PERIOD_SECONDS: Final = 10
+
+_CONTAINER_SECURITY: Final = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+_POD_SECURITY: Final = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "runAsGroup": 1000,
+    "fsGroup": 1000,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def spec_hash(template: Mapping[str, Any]) -> str:
+    """A short digest of a pod template: it changes exactly when what the pods run changes."""
+    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _volumes(model: ModelSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
+    empty_models: dict[str, Any] = {}
+    if settings.model_volume_size_limit:
+        empty_models["sizeLimit"] = settings.model_volume_size_limit
+    volumes: list[dict[str, Any]] = [
+        {"name": "models", "emptyDir": empty_models},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    if model.archive.pvc_claim is not None:
+        volumes.append(
+            {
+                "name": "archive",
+                "persistentVolumeClaim": {"claimName": model.archive.pvc_claim, "readOnly": True},
+            }
+        )
+    if model.auth is not None:
+        volumes.append(
+            {
+                "name": "auth-token",
+                "secret": {
+                    "secretName": model.auth.name,
+                    "items": [{"key": model.auth.key, "path": "token"}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+    return volumes
+
+
+def _cpu_and_memory(model: ModelSpec) -> dict[str, dict[str, Any]]:
+    """The worker's CPU and memory without accelerators: the pod's effective request is the
+    larger of init and app containers, so reusing them costs the scheduler nothing."""
+    result = {
+        key: {
+            k: v
+            for k, v in ((model.resources or {}).get(key) or {}).items()
+            if k in ("cpu", "memory")
+        }
+        for key in ("requests", "limits")
+    }
+    return {key: value for key, value in result.items() if value}
+
+
+def _container(
+    name: str,
+    *,
+    model: ModelSpec,
+    image: str,
+    command: list[str],
+    mounts: list[dict[str, Any]],
+    resources: dict[str, Any],
+) -> dict[str, Any]:
+    """What both of the pod's containers share: the image, the lock-down and the termination
+    message Kubernetes shows in the pod status (the operator reports it on the model)."""
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": model.image_pull_policy,
+        "command": command,
+        "volumeMounts": mounts,
+        "securityContext": copy.deepcopy(_CONTAINER_SECURITY),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": resources,
+    }
+
+
+def _extract_container(model: ModelSpec, image: str) -> dict[str, Any]:
+    archive = model.archive
+    source = archive.uri if archive.pvc_path is None else f"{ARCHIVE_DIR}/{archive.pvc_path}"
+    # --force: an init container that runs again in the same pod finds its earlier output.
+    command = ["marserve", "extract", source, MODEL_DIR, "--force"]
+    if archive.sha256:
+        command += ["--sha256", archive.sha256]
+    mounts: list[dict[str, Any]] = [
+        {"name": "models", "mountPath": MODEL_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if archive.pvc_claim is not None:
+        mounts.append({"name": "archive", "mountPath": ARCHIVE_DIR, "readOnly": True})
+    container = _container(
+        "extract",
+        model=model,
+        image=image,
+        command=command,
+        mounts=mounts,
+        resources=_cpu_and_memory(model),
+    )
+    if archive.secret_name is not None:
+        container["envFrom"] = [{"secretRef": {"name": archive.secret_name}}]
+    return container
+
+
+def _worker_env(model: ModelSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "MARSERVE_MODELS", "value": f"{model.model_name}={MODEL_DIR}"},
+        {"name": "MARSERVE_HOST", "value": "0.0.0.0"},
+        {"name": "MARSERVE_BATCH_SIZE", "value": str(model.batching.max_batch_size)},
+        {"name": "MARSERVE_MAX_BATCH_DELAY_MS", "value": str(model.batching.max_batch_delay_ms)},
+        {"name": "MARSERVE_WORKERS", "value": str(model.workers_per_replica)},
+        {"name": "MARSERVE_RESPONSE_TIMEOUT_SECONDS", "value": str(model.response_timeout_seconds)},
+        # SIGTERM drains for as long as the slowest accepted request may take.
+        {"name": "MARSERVE_GRACE_PERIOD_SECONDS", "value": str(model.response_timeout_seconds)},
+    ]
+    if model.handler is not None:
+        env.append({"name": "MARSERVE_HANDLER", "value": model.handler})
+    if model.auth is not None:
+        env.append({"name": "MARSERVE_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"})
+    env += accelerators.device_visibility_env(model.accelerator)
+    env += [dict(variable) for variable in model.env]
+    return env
+
+
+def _probe(path: str, *, period: int, failures: int, timeout: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def _worker_container(model: ModelSpec, image: str, settings: OperatorSettings) -> dict[str, Any]:
+    mounts: list[dict[str, Any]] = [
+        {"name": "models", "mountPath": MODEL_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if model.auth is not None:
+        mounts.append({"name": "auth-token", "mountPath": TOKEN_DIR, "readOnly": True})
+    container = _container(
+        "worker",
+        model=model,
+        image=image,
+        command=["marserve", "serve"],
+        mounts=mounts,
+        resources=accelerators.container_resources(
+            accelerator=model.accelerator, user=model.resources, settings=settings
+        ),
+    )
+    container |= {
+        "env": _worker_env(model),
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "management", "containerPort": MANAGEMENT_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
+        # /ping is healthy only once the model is loaded, so it gates traffic and start-up both.
+        "startupProbe": _probe(
+            "/ping",
+            period=_PROBE_PERIOD_SECONDS,
+            failures=max(1, math.ceil(settings.startup_budget_seconds / _PROBE_PERIOD_SECONDS)),
+            timeout=5,
+        ),
+        "readinessProbe": _probe("/ping", period=5, failures=3, timeout=3),
+        "livenessProbe": _probe("/v2/health/live", period=10, failures=3, timeout=5),
+    }
+    if settings.pre_stop_seconds > 0:
+        # Endpoints drop a terminating pod asynchronously; keep serving until they have.
+        container["lifecycle"] = {
+            "preStop": {"exec": {"command": ["sleep", str(settings.pre_stop_seconds)]}}
+        }
+    return container
+
+
+def pod_template(model: ModelSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """The worker pod template, annotated with the digest of everything else in it."""
+    image = model.image or settings.worker_image
+    pod: dict[str, Any] = {
+        "securityContext": copy.deepcopy(_POD_SECURITY),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": (
+            settings.pre_stop_seconds
+            + model.response_timeout_seconds
+            + settings.termination_grace_seconds
+        ),
+        "initContainers": [_extract_container(model, image)],
+        "containers": [_worker_container(model, image, settings)],
+        "volumes": _volumes(model, settings),
+    }
+    optional = {
+        "serviceAccountName": model.service_account_name,
+        "nodeSelector": dict(model.node_selector or {}),
+        "affinity": model.affinity,
+        "tolerations": accelerators.tolerations(
+            accelerator=model.accelerator, user=model.tolerations, settings=settings
+        ),
+        "imagePullSecrets": [{"name": name} for name in model.image_pull_secrets],
+    }
+    pod.update({key: value for key, value in optional.items() if value})
+    template = {
+        "metadata": {"labels": labels(model), "annotations": scrape_annotations()},
+        "spec": pod,
+    }
+    template["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = spec_hash(template)
+    return template
+
+
+def deployment(model: ModelSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """The Deployment; `replicas` is left out when an autoscaler owns it, so the two never fight."""
+    # A rollout must not need a spare accelerator: replace accelerated pods one at a time, and
+    # surge CPU pods so serving capacity never drops.
+    rolling = (
+        {"maxSurge": 0, "maxUnavailable": 1}
+        if model.accelerator.type != "none"
+        else {"maxSurge": "25%", "maxUnavailable": 0}
+    )
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector(model)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling},
+        "revisionHistoryLimit": 3,
+        "progressDeadlineSeconds": settings.startup_budget_seconds + 600,
+        "template": pod_template(model, settings),
+    }
+    if model.autoscaling is None:
+        spec = {"replicas": model.replicas, **spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(model),
+        "spec": spec,
+    }

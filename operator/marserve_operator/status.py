@@ -1,0 +1,241 @@
+"""InferenceModel status, derived from what the cluster reports about the model's pods.
+
+Pure functions: the Deployment and its Pods go in, the status dict goes out, so every failure a
+user can hit (a bad archive, an image that cannot be pulled, no GPU node, a crash-looping worker)
+is a tested mapping to a phase and a condition with a reason and the cluster's own message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from marserve_operator.pod_findings import PodFindings, inspect_pods
+from marserve_operator.spec import ModelSpec
+
+CONDITION_TYPES: Final = ("ArchiveReady", "Available", "Progressing", "ScalingActive")
+INVALID_SPEC: Final = "InvalidSpec"
+OWNERSHIP_CONFLICT: Final = "OwnershipConflict"
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change worth a Kubernetes Event on the InferenceModel."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+WARNING_REASONS: Final = frozenset(
+    {
+        "ArchiveFailed",
+        "ImagePullError",
+        "Unschedulable",
+        "WorkerCrashLooping",
+        "ProgressDeadlineExceeded",
+        INVALID_SPEC,
+        OWNERSHIP_CONFLICT,
+    }
+)
+
+
+def desired_replicas(model: ModelSpec, deployment: Mapping[str, Any] | None) -> int:
+    """The replicas asked for: the spec's, or the autoscaler's current choice when it owns them."""
+    if model.autoscaling is None:
+        return model.replicas
+    spec_replicas = ((deployment or {}).get("spec") or {}).get("replicas")
+    return int(spec_replicas) if spec_replicas is not None else model.autoscaling.min_replicas
+
+
+@dataclass(frozen=True)
+class _Conditions:
+    """Builds conditions against the previous status, so unchanged ones keep their time."""
+
+    previous: Mapping[str, Any]
+    now: str
+    generation: int | None
+
+    def make(self, type_: str, status: str, reason: str, message: str) -> JsonObject:
+        conditions = self.previous.get("conditions") or []
+        old = next((c for c in conditions if c.get("type") == type_), None)
+        unchanged = old is not None and old.get("status") == status
+        condition: JsonObject = {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": old["lastTransitionTime"] if unchanged and old else self.now,
+        }
+        if self.generation is not None:
+            condition["observedGeneration"] = self.generation
+        return condition
+
+
+@dataclass(frozen=True)
+class _Rollout:
+    """The Deployment's numbers, read once."""
+
+    ready: int
+    updated: int
+    replicas: int
+    desired: int
+    complete: bool
+    stalled_message: str | None
+
+
+def _rollout(model: ModelSpec, deployment: Mapping[str, Any] | None) -> _Rollout:
+    observed = (deployment or {}).get("status") or {}
+    ready = int(observed.get("readyReplicas") or 0)
+    updated = int(observed.get("updatedReplicas") or 0)
+    desired = desired_replicas(model, deployment)
+    generation = int(((deployment or {}).get("metadata") or {}).get("generation") or 1)
+    seen = int(observed.get("observedGeneration") or 0) >= generation
+    progress: Mapping[str, Any] = next(
+        (c for c in observed.get("conditions") or [] if c.get("type") == "Progressing"), {}
+    )
+    stalled = progress.get("reason") == "ProgressDeadlineExceeded"
+    return _Rollout(
+        ready=ready,
+        updated=updated,
+        replicas=int(observed.get("replicas") or 0),
+        desired=desired,
+        complete=deployment is not None and seen and min(updated, ready) >= desired,
+        stalled_message=str(progress.get("message") or "") if stalled else None,
+    )
+
+
+def _archive_condition(found: PodFindings, rollout: _Rollout, make: _Conditions) -> JsonObject:
+    if found.archive_failure:
+        return make.make("ArchiveReady", "False", "ArchiveFailed", found.archive_failure.message)
+    if found.archive_extracted or rollout.ready:
+        return make.make("ArchiveReady", "True", "ArchiveExtracted", "the archive is unpacked")
+    if found.extracting:
+        return make.make("ArchiveReady", "Unknown", "Extracting", "extracting the archive")
+    return make.make("ArchiveReady", "Unknown", "Pending", "no pod has the archive yet")
+
+
+def _available_condition(found: PodFindings, rollout: _Rollout, make: _Conditions) -> JsonObject:
+    problem = found.archive_failure or found.crash_loop or found.image_pull or found.unschedulable
+    if rollout.ready and rollout.desired:
+        message = f"{rollout.ready}/{rollout.desired} replicas ready"
+        if problem and rollout.ready < rollout.desired:  # say why the rest are not
+            message += f"; {problem.reason}: {problem.message}"
+        return make.make("Available", "True", "MinimumReplicasAvailable", message)
+    if problem:
+        return make.make("Available", "False", problem.reason, problem.message)
+    if rollout.desired == 0:
+        return make.make("Available", "False", "ScaledToZero", "no replicas are asked for")
+    if found.loading:
+        return make.make("Available", "False", "Loading", "the worker is loading the model")
+    return make.make("Available", "False", "Pending", "waiting for worker pods")
+
+
+def _progressing_condition(rollout: _Rollout, make: _Conditions) -> JsonObject:
+    if rollout.stalled_message is not None:
+        return make.make(
+            "Progressing", "False", "ProgressDeadlineExceeded", rollout.stalled_message
+        )
+    if rollout.complete:
+        message = f"{rollout.ready}/{rollout.desired} replicas up to date"
+        return make.make("Progressing", "False", "RolloutComplete", message)
+    message = f"{rollout.updated}/{rollout.desired} replicas updated"
+    return make.make("Progressing", "True", "RollingOut", message)
+
+
+def _scaling_condition(model: ModelSpec, make: _Conditions) -> JsonObject:
+    scaling = model.autoscaling
+    if scaling is None:
+        message = f"fixed at {model.replicas} replicas"
+        return make.make("ScalingActive", "False", "AutoscalingDisabled", message)
+    message = (
+        f"{scaling.engine} scales {scaling.min_replicas}..{scaling.max_replicas} replicas "
+        f"on {scaling.metric} (target {scaling.target:g})"
+    )
+    return make.make("ScalingActive", "True", "AutoscalerConfigured", message)
+
+
+def _phase(found: PodFindings, rollout: _Rollout) -> str:
+    if found.archive_failure:
+        return "Failed"
+    if rollout.ready:
+        return "Ready" if rollout.ready >= rollout.desired else "Degraded"
+    if found.crash_loop or found.image_pull or rollout.stalled_message is not None:
+        return "Failed"
+    if found.loading:
+        return "Loading"
+    return "Extracting" if found.extracting else "Pending"
+
+
+def build_status(
+    *,
+    model: ModelSpec,
+    deployment: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    previous: Mapping[str, Any],
+    now: str,
+    url: str,
+    selector: str,
+) -> JsonObject:
+    """The full status of one InferenceModel from its Deployment and Pods."""
+    found = inspect_pods(pods)
+    rollout = _rollout(model, deployment)
+    make = _Conditions(previous=previous, now=now, generation=model.generation)
+    status: JsonObject = {
+        "phase": _phase(found, rollout),
+        "conditions": [
+            _archive_condition(found, rollout, make),
+            _available_condition(found, rollout, make),
+            _progressing_condition(rollout, make),
+            _scaling_condition(model, make),
+        ],
+        "replicas": rollout.replicas,
+        "readyReplicas": rollout.ready,
+        "selector": selector,
+        "url": url,
+    }
+    if model.generation is not None:
+        status["observedGeneration"] = model.generation
+    version = found.model_version or previous.get("modelVersion")
+    if version:
+        status["modelVersion"] = version
+    return status
+
+
+def blocked_status(
+    *,
+    reason: str,
+    message: str,
+    previous: Mapping[str, Any],
+    generation: int | None,
+    now: str,
+) -> JsonObject:
+    """A model the operator cannot roll out (an invalid spec, a name taken by another
+    controller's object): Failed with the reason; what already runs is left alone."""
+    kept = [c for c in previous.get("conditions") or [] if c.get("type") != "Progressing"]
+    make = _Conditions(previous=previous, now=now, generation=generation)
+    progressing = make.make("Progressing", "False", reason, message)
+    status: JsonObject = {"phase": "Failed", "conditions": [*kept, progressing]}
+    if generation is not None:
+        status["observedGeneration"] = generation
+    return status
+
+
+def transitions(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[Transition]:
+    """Events for a new phase and for each condition whose status or reason changed."""
+    events: list[Transition] = []
+    before = {c.get("type"): c for c in previous.get("conditions") or []}
+    for cond in current.get("conditions") or []:
+        old = before.get(cond["type"]) or {}
+        if (old.get("status"), old.get("reason")) != (cond["status"], cond.get("reason")):
+            kind = "Warning" if cond.get("reason") in WARNING_REASONS else "Normal"
+            message = f"{cond['type']} is {cond['status']}: {cond.get('message', '')}"
+            events.append(Transition(kind, str(cond.get("reason")), message))
+    if previous.get("phase") != current.get("phase"):
+        kind = "Warning" if current.get("phase") in {"Failed", "Degraded"} else "Normal"
+        message = f"phase {previous.get('phase') or 'none'} -> {current.get('phase')}"
+        events.append(Transition(kind, str(current.get("phase")), message))
+    return events

@@ -1,0 +1,23 @@
+"""The `kserve` envelope (KServe v1 protocol), batch-aware: every request's instances are served.
+
+A request whose `explain` header is "True" gets `{"explanations": ...}`, others get
+`{"predictions": ...}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marserve.envelopes.base import BaseEnvelope
+from marserve.envelopes.json import instances
+
+
+class KServeEnvelope(BaseEnvelope):
+    name = "kserve"
+
+    def unwrap(self, body: Any, idx: int) -> list[Any]:
+        return instances(body)
+
+    def wrap(self, outputs: list[Any], idx: int) -> Any:
+        explain = self.context is not None and self.context.get_request_header(idx, "explain")
+        return {"explanations" if explain == "True" else "predictions": outputs}

@@ -1,0 +1,120 @@
+"""The server: three aiohttp apps (inference, management, metrics) over one data plane.
+
+It owns the life cycle: start the workers and the listeners, and on shutdown turn readiness off at
+once, let in-flight requests finish within the grace period, then stop workers and listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from marserve.server.config import ServerConfig
+from marserve.server.dataplane import DataPlane
+from marserve.server.metrics import CONTENT_TYPE, ServerMetrics
+from marserve.server.middleware import make_middleware, read_token
+from marserve.server.model_sources import ModelSource
+from marserve.server.openapi import inference_document
+from marserve.server.protocol_log import ProtocolLog
+from marserve.server.routes_inference import InferenceRoutes
+from marserve.server.routes_management import ManagementRoutes
+from marserve.server.routes_v2 import V2Routes, server_version
+from marserve.server.scheduler import ModelScheduler
+
+log = logging.getLogger("marserve.server")
+
+
+class Server:
+    """Everything `marserve serve` runs, built from one config and the resolved models."""
+
+    def __init__(self, config: ServerConfig, sources: Sequence[ModelSource]) -> None:
+        self.config = config
+        self.metrics = ServerMetrics()
+        self.plane = DataPlane(
+            {
+                source.name: ModelScheduler(
+                    source=source,
+                    config=config,
+                    metrics=self.metrics.for_model(model=source.name, version=source.version),
+                )
+                for source in sources
+            }
+        )
+        self._runners: list[web.AppRunner] = []
+        self.addresses: dict[str, tuple[str, int]] = {}
+
+    def _apps(self) -> dict[str, tuple[web.Application, int]]:
+        token = read_token(str(self.config.token_file) if self.config.token_file else None)
+        middleware = make_middleware(metrics=self.metrics, token=token)
+        size = self.config.max_request_size
+        inference = web.Application(middlewares=[middleware], client_max_size=size)
+        InferenceRoutes(self.plane, max_response_size=self.config.max_response_size).add_to(
+            inference
+        )
+        V2Routes(self.plane, max_response_size=self.config.max_response_size).add_to(inference)
+        document = inference_document(server_version())
+        inference.router.add_get("/openapi.json", _constant_json(document))
+        management = web.Application(middlewares=[middleware], client_max_size=size)
+        ManagementRoutes(self.plane).add_to(management)
+        metrics = web.Application(middlewares=[make_middleware(metrics=self.metrics, token=None)])
+        metrics.router.add_get("/metrics", self._metrics)
+        return {
+            "inference": (inference, self.config.inference_port),
+            "management": (management, self.config.management_port),
+            "metrics": (metrics, self.config.metrics_port),
+        }
+
+    async def start(self) -> None:
+        """Binds the three ports, then starts the workers (so /ping answers 503 while loading)."""
+        for name, (app, port) in self._apps().items():
+            runner = web.AppRunner(
+                app, access_log=None, handle_signals=False, logger=ProtocolLog(self.metrics)
+            )
+            await runner.setup()
+            site = web.TCPSite(runner, self.config.host, port)
+            await site.start()
+            self._runners.append(runner)
+            host, bound = runner.addresses[0][:2]
+            self.addresses[name] = (host, bound)
+        for model_runner in self.plane.runners.values():
+            model_runner.start()
+        log.info(
+            "serving %s; inference %s:%d, management %s:%d, metrics %s:%d",
+            ", ".join(self.plane.runners),
+            *self.addresses["inference"],
+            *self.addresses["management"],
+            *self.addresses["metrics"],
+        )
+
+    async def shutdown(self) -> None:
+        """Graceful stop: not ready at once, drain in-flight work, stop workers, close ports."""
+        self.plane.accepting = False
+        log.info("shutting down: draining for up to %gs", self.config.grace_period_s)
+        deadline = time.monotonic() + self.config.grace_period_s
+        runners = list(self.plane.runners.values())
+        await asyncio.gather(
+            *(runner.drain(max(0.0, deadline - time.monotonic())) for runner in runners)
+        )
+        await asyncio.gather(*(runner.stop() for runner in runners))
+        for app_runner in self._runners:
+            await app_runner.cleanup()
+        log.info("stopped")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """All metrics, or those named by TorchServe's `?name[]=` query (repeatable)."""
+        names = request.query.getall("name[]", [])
+        return web.Response(
+            body=self.metrics.exposition(names), headers={"Content-Type": CONTENT_TYPE}
+        )
+
+
+def _constant_json(document: dict[str, Any]) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    return handler

@@ -1,0 +1,37 @@
+"""Management port routes: list and describe models, their workers and queues (read-only).
+
+Registering models over HTTP is deliberately absent: models come from the pod spec, and an endpoint
+that loads code from a URL is how TorchServe's management API became an attack path.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from marserve.server.dataplane import DataPlane
+
+
+class ManagementRoutes:
+    """Handlers of the management API."""
+
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_get("/models", self.list_models)
+        app.router.add_get("/models/{model}", self.describe)
+        app.router.add_get("/models/{model}/{version}", self.describe)
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        models = [
+            {"modelName": name, "modelUrl": str(runner.source.model_dir), "status": runner.status}
+            for name, runner in sorted(self.plane.runners.items())
+        ]
+        return web.json_response({"models": models})
+
+    async def describe(self, request: web.Request) -> web.Response:
+        version = request.match_info.get("version")
+        runner = self.plane.runner(
+            request.match_info["model"], None if version == "all" else version
+        )
+        return web.json_response([runner.describe()])
