@@ -14,8 +14,8 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
+from marserve.inference_request import InferenceRequest
 from marserve.results import PredictionResult
 
 MIN_PATIENCE_S = 0.0003
@@ -35,7 +35,7 @@ class Job:
     __slots__ = ("dispatched", "enqueued", "outcome", "request", "request_id", "stream")
 
     def __init__(
-        self, *, request_id: str, request: dict[str, Any], loop: asyncio.AbstractEventLoop
+        self, *, request_id: str, request: InferenceRequest, loop: asyncio.AbstractEventLoop
     ) -> None:
         self.request_id = request_id
         self.request = request

@@ -9,37 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from marserve.inference_request import InferenceRequest, Parameter
 from marserve.results import PredictionResult
 from marserve.server.batching import Job, StreamStart
 from marserve.server.errors import ServingError, model_not_found
 from marserve.server.scheduler import ModelScheduler
-
-Parameter = tuple[str, str, bytes]
-
-
-def request_dict(
-    *,
-    request_id: str,
-    parameters: Sequence[Parameter],
-    headers: Sequence[tuple[str, str]],
-) -> dict[str, Any]:
-    """Builds one request in the shape `Service.predict` takes (TorchServe's batch element)."""
-    return {
-        "requestId": request_id.encode(),
-        "parameters": [
-            {"name": name, "contentType": content_type, "value": value}
-            for name, content_type, value in parameters
-        ],
-        "headers": [
-            {
-                "name": k.encode(errors="surrogateescape"),
-                "value": v.encode(errors="surrogateescape"),
-            }
-            for k, v in headers
-        ],
-    }
 
 
 class DataPlane:
@@ -73,7 +48,9 @@ class DataPlane:
         """
         job = Job(
             request_id=request_id,
-            request=request_dict(request_id=request_id, parameters=parameters, headers=headers),
+            request=InferenceRequest(
+                request_id=request_id, parameters=tuple(parameters), headers=tuple(headers)
+            ),
             loop=asyncio.get_running_loop(),
         )
         metrics = runner.metrics

@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from marserve.inference_request import Parameter
 from marserve.results import PredictionResult
 from marserve.server.batching import Job, StreamEnd, StreamStart
-from marserve.server.dataplane import Parameter
 from marserve.server.errors import ServingError
 
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -23,7 +23,7 @@ async def read_parameters(request: web.Request) -> list[Parameter]:
     a form body that cannot be parsed is the client's mistake (400).
     """
     parameters: list[Parameter] = [
-        (key, "text/plain", value.encode()) for key, value in request.query.items()
+        Parameter(key, "text/plain", value.encode()) for key, value in request.query.items()
     ]
     if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
@@ -32,12 +32,12 @@ async def read_parameters(request: web.Request) -> list[Parameter]:
             raise ServingError(400, "BadRequest", f"Malformed form body: {error}") from error
         for name, field in form.items():
             if isinstance(field, web.FileField):
-                parameters.append((name, field.content_type, field.file.read()))
+                parameters.append(Parameter(name, field.content_type, field.file.read()))
             else:
-                parameters.append((name, "text/plain", str(field).encode()))
+                parameters.append(Parameter(name, "text/plain", str(field).encode()))
         return parameters
     body = await request.read()
-    parameters.append(("body", request.headers.get("Content-Type", ""), body))
+    parameters.append(Parameter("body", request.headers.get("Content-Type", ""), body))
     return parameters
 
 

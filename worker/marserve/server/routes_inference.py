@@ -11,7 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from marserve.server.dataplane import DataPlane, Parameter
+from marserve.inference_request import Parameter
+from marserve.server.dataplane import DataPlane
 from marserve.server.errors import ServingError
 from marserve.server.http_io import (
     REQUEST_ID,
@@ -135,7 +136,7 @@ class InferenceRoutes:
         outcome = await self.plane.predict(
             runner,
             request_id=f"{request[REQUEST_ID]}-{index}",
-            parameters=[("body", JSON, json.dumps(instance).encode())],
+            parameters=[Parameter("body", JSON, json.dumps(instance).encode())],
             headers=request_headers(request, explain=explain),
         )
         result = outcome[0].first if isinstance(outcome, tuple) else outcome

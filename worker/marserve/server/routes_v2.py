@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from marserve.inference_request import Parameter
 from marserve.server.dataplane import DataPlane
 from marserve.server.http_io import (
     REQUEST_ID,
@@ -89,10 +90,10 @@ class V2Routes:
         payload = await read_json(request)
         inputs = validate_request(payload)
         if runner.source.envelope:
-            parameters = [("body", JSON, json.dumps(payload).encode())]
+            parameters = [Parameter("body", JSON, json.dumps(payload).encode())]
         else:
             parameters = [
-                (
+                Parameter(
                     tensor["name"],
                     JSON,
                     json.dumps(reshape(flatten(tensor["data"]), tensor["shape"])).encode(),

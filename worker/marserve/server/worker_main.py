@@ -89,7 +89,8 @@ def serve(channel: BlockingChannel, spec: dict[str, Any]) -> int:
     channel.send(("ready",))
     limit = int(spec.get("memory_limit_mb") or 0) * _MIB
     while (message := channel.receive()) is not None and message[0] == "batch":
-        _, batch_id, batch = message
+        _, batch_id, requests = message
+        batch = [request.batch_element() for request in requests]
         try:
             results = service.predict(batch)
         except Exception as error:  # the batch fails, the worker lives on
