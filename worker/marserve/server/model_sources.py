@@ -121,13 +121,8 @@ def _load(name: str | None, path: Path, *, config: ServerConfig, scratch: Path) 
 
 
 def _extract(archive: Path, scratch: Path) -> Path:
-    try:
-        from marserve.archive import ArchiveError, extract_archive
-    except ImportError as error:
-        raise ConfigError(
-            f"{archive}: serving archives needs marserve.archive; pass an extracted "
-            "directory (NAME=DIR) instead"
-        ) from error
+    from marserve.archive import ArchiveError, extract_archive  # only where a .mar is served
+
     destination = Path(tempfile.mkdtemp(prefix=f"{archive.stem}-", dir=scratch))
     try:
         return extract_archive(archive, destination)
