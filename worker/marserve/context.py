@@ -19,6 +19,10 @@ SERVER_VERSION = "0.12.0"
 """The TorchServe version whose handler contract marserve implements (handlers may compare it)."""
 
 
+class NoRequestError(RuntimeError):
+    """Request state was asked for while no batch is being handled (outside `handle()`)."""
+
+
 class RequestProcessor:
     """One request's headers in, and the status, reason and headers its response should carry."""
 
@@ -99,7 +103,7 @@ class Context:
 
     def _processor(self, idx: int) -> RequestProcessor:
         if self.request_processor is None:
-            raise RuntimeError(
+            raise NoRequestError(
                 "no request is being processed: request headers exist only in handle()"
             )
         return self.request_processor[idx]
@@ -153,3 +157,18 @@ class Context:
         """The stateful-inference sequence id the client sent in its sequence header, if any."""
         value = self.get_request_header(idx, self.header_key_sequence_id)
         return None if value is None else str(value)
+
+
+def request_header(context: Any, idx: int, key: str) -> Any:
+    """Header `key` of request `idx` through TorchServe's public `get_request_header`, or None.
+
+    Handlers and envelopes call this instead of reading marserve's `request_processor`, so they
+    also run with TorchServe's `MockContext` or any test double offering the public methods;
+    marserve's own context outside a request answers None rather than raising.
+    """
+    if context is None:
+        return None
+    try:
+        return context.get_request_header(idx, key)
+    except NoRequestError:
+        return None

@@ -155,7 +155,7 @@ class HandlerMetrics:
         dimensions: Dimensions = None,
         metric_type: MetricTypes | str = MetricTypes.GAUGE,
     ) -> None:
-        _check_unit(name, unit, TIME_UNITS)
+        check_unit(name, unit, TIME_UNITS)
         self.add_metric(name, value, unit, idx, dimensions, metric_type)
 
     def add_size(  # noqa: PLR0917 - TorchServe's positional signature
@@ -167,7 +167,7 @@ class HandlerMetrics:
         dimensions: Dimensions = None,
         metric_type: MetricTypes | str = MetricTypes.GAUGE,
     ) -> None:
-        _check_unit(name, unit, SIZE_UNITS)
+        check_unit(name, unit, SIZE_UNITS)
         self.add_metric(name, value, unit, idx, dimensions, metric_type)
 
     def add_percent(
@@ -246,14 +246,22 @@ class HandlerMetrics:
         return merged
 
     def _request_id(self, idx: int | None) -> str | None:
-        """The id of request `idx`, or all of the batch's ids joined when no index is given."""
-        if not self.request_ids:
-            return None
-        if idx is not None and idx in self.request_ids:
-            return self.request_ids[idx]
-        return ",".join(self.request_ids.values())
+        return request_id_for(self.request_ids, idx)
 
 
-def _check_unit(name: str, unit: str, allowed: Sequence[str]) -> None:
+def request_id_for(request_ids: object, idx: int | None) -> str | None:
+    """The id of request `idx`, or all of the batch's ids joined when no index is given.
+
+    TorchServe's rule, shared by `HandlerMetrics` and the `MetricsStore` that TorchServe's own
+    test context builds with a single id (a UUID) instead of the batch's map.
+    """
+    if isinstance(request_ids, Mapping):
+        if idx is not None and idx in request_ids:
+            return str(request_ids[idx])
+        return ",".join(str(value) for value in request_ids.values()) or None
+    return None if request_ids is None else str(request_ids)
+
+
+def check_unit(name: str, unit: str, allowed: Sequence[str]) -> None:
     if unit not in allowed:
         raise MetricsCacheValueError(f"metric {name}: unit {unit!r} is not one of {list(allowed)}")

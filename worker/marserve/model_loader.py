@@ -61,6 +61,14 @@ class ModelLoader:
 TsModelLoader = ModelLoader
 
 
+class ModelLoaderFactory:
+    """TorchServe's way to obtain the loader: `ModelLoaderFactory.get_model_loader()`."""
+
+    @staticmethod
+    def get_model_loader() -> TsModelLoader:
+        return TsModelLoader()
+
+
 def load_service(
     model_dir: Path,
     *,

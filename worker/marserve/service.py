@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 EntryPoint = Callable[[Any, Context], Any]
 ISOLATE_KEY = "isolateBatchFailures"
+PREDICTION_METRIC = "PredictionTime"
 
 
 @dataclass(frozen=True)
@@ -182,8 +183,18 @@ class Service:
             return BatchFailure(
                 503, "InvalidModelOutput", "Unsupported model output data type.", False
             )
-        self.metrics.add_time("PredictionTime", elapsed_ms, None, "ms")
+        self.metrics.add_time(PREDICTION_METRIC, elapsed_ms, None, "ms")
         return results
+
+
+def emit_metrics(metrics: Iterable[object] | None) -> None:
+    """Logs each metric as a `[METRICS]` line: TorchServe's helper for a handler's own metrics.
+
+    marserve's `context.metrics` reaches the server without it; handlers that still call it
+    get TorchServe's log lines.
+    """
+    for metric in metrics or ():
+        logger.info("[METRICS]%s", metric)
 
 
 def _model_config(model_dir: str, config_file: str) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""The `sys.meta_path` finder that maps TorchServe's module names onto marserve's."""
+"""The `sys.meta_path` finder that maps TorchServe's module names onto marserve's.
+
+Names in `unsupported.REASONS` are found too, so that importing one raises a ModuleNotFoundError
+that says why marserve does not offer it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from marserve.compat.unsupported import REASONS
 from marserve.context import SERVER_VERSION
 
 ALIASES: dict[str, str] = {
@@ -22,16 +27,28 @@ ALIASES: dict[str, str] = {
     "ts.metrics.dimension": "marserve.handler_metrics",
     "ts.metrics.metric_type_enum": "marserve.handler_metrics",
     "ts.metrics.metric_cache_errors": "marserve.handler_metrics",
-    "ts.handler_utils.utils": "marserve.streaming",
+    "ts.metrics.metrics_store": "marserve.compat.metrics_store",
+    "ts.metrics.metric": "marserve.compat.metrics_store",
+    "ts.metrics.unit": "marserve.compat.metrics_store",
+    "ts.handler_utils.utils": "marserve.compat.handler_utils",
     "ts.handler_utils.timer": "marserve.handlers.timer",
     "ts.protocol.otf_message_handler": "marserve.streaming",
+    "ts.torch_handler.unit_tests.test_utils.mock_context": "marserve.compat.mock_context",
 }
 """Exact `ts` names and their marserve modules; children of the two packages map by name."""
 
 PACKAGE_PREFIXES = ("ts.torch_handler.request_envelope.", "ts.torch_handler.")
 """Aliased packages whose submodules map one to one (`ts.torch_handler.X` → `handlers.X`)."""
 
-NAMESPACES = ("ts", "ts.utils", "ts.metrics", "ts.handler_utils", "ts.protocol")
+NAMESPACES = (
+    "ts",
+    "ts.utils",
+    "ts.metrics",
+    "ts.handler_utils",
+    "ts.protocol",
+    "ts.torch_handler.unit_tests",
+    "ts.torch_handler.unit_tests.test_utils",
+)
 """Empty `ts` packages that only exist to hold the aliased modules."""
 
 
@@ -46,6 +63,8 @@ class TsAliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     ) -> importlib.machinery.ModuleSpec | None:
         if fullname in NAMESPACES:
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        if fullname in REASONS:
+            return importlib.machinery.ModuleSpec(fullname, self)
         if resolve(fullname) is None:
             return None
         return importlib.machinery.ModuleSpec(fullname, self)
@@ -59,6 +78,10 @@ class TsAliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             if name == "ts":
                 module.__dict__["__version__"] = SERVER_VERSION
             return
+        if name in REASONS:
+            raise ModuleNotFoundError(
+                f"{name} is not provided by marserve: {REASONS[name]}", name=name
+            )
         target = resolve(name)
         assert target is not None
         # The import system reads sys.modules back after exec_module, so the alias IS the module.

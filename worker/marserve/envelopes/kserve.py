@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from marserve.context import request_header
 from marserve.envelopes.base import BaseEnvelope
 from marserve.envelopes.json import instances
 
@@ -19,5 +20,5 @@ class KServeEnvelope(BaseEnvelope):
         return instances(body)
 
     def wrap(self, outputs: list[Any], idx: int) -> Any:
-        explain = self.context is not None and self.context.get_request_header(idx, "explain")
+        explain = request_header(self.context, idx, "explain")
         return {"explanations" if explain == "True" else "predictions": outputs}

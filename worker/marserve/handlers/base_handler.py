@@ -4,6 +4,10 @@
 compiles it when the model YAML asks and reads `index_to_name.json`; `handle` runs
 preprocess -> inference -> postprocess and records `HandlerTime` in milliseconds. Subclasses
 override only the stages they need, exactly as with TorchServe.
+
+The handler reaches its context only through TorchServe's public Context API, so it runs the same
+with TorchServe's `MockContext` or a test double. The module also offers TorchServe's
+module-level names: the backend flags (`ONNX_AVAILABLE` ...) and `setup_ort_session`.
 """
 
 from __future__ import annotations
@@ -18,18 +22,29 @@ from typing import Any
 
 import torch
 
-from marserve.context import Context
+from marserve.context import Context, request_header
 from marserve.errors import PredictionException
+from marserve.handlers import backends
+from marserve.handlers.backends import setup_ort_session
 from marserve.handlers.labels import INDEX_TO_NAME_FILE, load_label_mapping
 from marserve.handlers.timer import timed
 from marserve.loading import model_formats
 from marserve.loading.compile import EagerFallback, compile_model, compile_options
 from marserve.loading.device import enable_tensor_cores, map_location, select_device
 
+__all__ = ["BaseHandler", "setup_ort_session"]
+
 logger = logging.getLogger(__name__)
 
 PROFILER_ENV = "ENABLE_TORCH_PROFILER"
 PROFILER_TRACE_DIR = Path("/tmp/pytorch_profiler")
+
+
+def __getattr__(name: str) -> bool:
+    """TorchServe's backend flags (`ONNX_AVAILABLE`, `XLA_AVAILABLE` ...), probed when read."""
+    if name in backends.PROBES:
+        return backends.available(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe's is
@@ -145,6 +160,8 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
         start = time.perf_counter()
         self.context = context
         if os.environ.get(PROFILER_ENV):
+            if self.manifest is None:
+                self.manifest = context.manifest
             output, _ = self._infer_with_profiler(data)
         elif self._is_describe():
             output = [self.describe_handle()]
@@ -217,9 +234,7 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
         return bool(self._first_request_header("describe") == "True")
 
     def _first_request_header(self, key: str) -> Any:
-        if self.context is None or not self.context.request_processor:
-            return None
-        return self.context.get_request_header(0, key)
+        return request_header(self.context, 0, key)
 
     def _device(self) -> torch.device:
         return self.device if self.device is not None else torch.device("cpu")
