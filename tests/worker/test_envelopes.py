@@ -162,3 +162,44 @@ def test_envelope_from_the_manifest(make_model_dir: Any, make_batch: Any) -> Non
     )
     results = load_service(model_dir).predict(make_batch([{"instances": [1, 2]}]))
     assert json.loads(results[0].body) == {"predictions": [10, 20]}
+
+
+def test_json_envelope_answers_json_text_as_torchserve(make_batch: Any) -> None:
+    envelope = envelopes.JSONEnvelope(doubler)
+    context = Context("tiny", "/m", MANIFEST, 8, None)
+    assert envelope.handle([{"body": {"instances": [1]}}], context) == ['{"predictions": [2]}']
+    (result,) = serve("json", make_batch([{"instances": [1, 2]}]))
+    assert result.body == b'{"predictions": [2, 4]}'
+    assert result.content_type == "application/json", "marserve's context labels the text"
+
+
+def test_json_envelope_keeps_a_content_type_the_handler_set(make_batch: Any) -> None:
+    def labelled(data: Any, context: Context) -> Any:
+        context.set_response_content_type(0, "application/vnd.tiny+json")
+        return [0 for _ in data]
+
+    (result,) = serve("json", make_batch([{"instances": [1]}]), labelled)
+    assert result.content_type == "application/vnd.tiny+json"
+
+
+def test_json_envelope_reads_a_row_without_data_or_body_as_the_document() -> None:
+    envelope = envelopes.JSONEnvelope(doubler)
+    rows = [{"instances": [1, 2]}, {"data": {"instances": [3]}}]
+    assert envelope.handle(rows, Context("tiny", "/m", MANIFEST, 8, None)) == [
+        '{"predictions": [2, 4]}',
+        '{"predictions": [6]}',
+    ]
+
+
+def test_envelope_written_for_torchserve_overrides_parse_and_format() -> None:
+    from marserve.envelopes.base import BaseEnvelope
+
+    class Upper(BaseEnvelope):
+        def parse_input(self, data: Any) -> list[Any]:
+            return [row["body"].upper() for row in data]
+
+        def format_output(self, data: Any) -> Any:
+            return [f"<{item}>" for item in data]
+
+    envelope = Upper(lambda data, context: [f"{row}!" for row in data])
+    assert envelope.handle([{"body": "a"}, {"body": "b"}], None) == ["<A!>", "<B!>"]  # type: ignore[arg-type]

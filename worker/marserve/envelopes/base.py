@@ -2,7 +2,8 @@
 
 TorchServe's `kserve` envelopes read only the batch's first request; marserve's envelopes unwrap
 every request into a flat list of rows, call the handler once, and split its output back so each
-request gets its own answer.
+request gets its own answer. The flow and method names are TorchServe's (`parse_input`,
+`format_output`), so envelopes and tests written against its `BaseEnvelope` keep working.
 """
 
 from __future__ import annotations
@@ -18,39 +19,59 @@ EntryPoint = Callable[[Any, Context], Any]
 
 
 class BaseEnvelope:
-    """Wraps a handler entry point; subclasses say how one request's body becomes rows and back."""
+    """Wraps a handler entry point; subclasses say how one request's body becomes rows and back.
+
+    `handle` is TorchServe's: `parse_input`, the handler, then `format_output`, with empty input
+    and empty output passed through. An envelope written for TorchServe, overriding those two
+    methods, therefore works unchanged.
+    """
 
     name = "base"
 
     def __init__(self, handle_fn: EntryPoint) -> None:
         self._handle_fn = handle_fn
-        self.context: Context | None = None
+        self.context: Any = None
+        self._row_counts: list[int] = []
 
-    def handle(self, data: Sequence[Any] | None, context: Context) -> Any:
+    def handle(self, data: Sequence[Any] | None, context: Any) -> Any:
         self.context = context
-        if not data:
-            return self._handle_fn(data, context)
+        if data:
+            data = self.parse_input(data)
+        results = self._handle_fn(data, context)
+        if results:
+            results = self.format_output(results)
+        return results
+
+    def parse_input(self, data: Sequence[Any]) -> list[Any]:
+        """The rows of every request, in order, as one flat list for the handler."""
         try:
-            pieces = [self.unwrap(request_body(row), idx) for idx, row in enumerate(data)]
+            pieces = [self.unwrap(self.payload(row), idx) for idx, row in enumerate(data)]
         except (KeyError, TypeError, ValueError) as error:
             raise PredictionException(
                 f"{self.name} envelope: invalid request: {error}", 400
             ) from error
-        rows = [row for piece in pieces for row in piece]
-        output = self._handle_fn(rows, context)
-        if not isinstance(output, list):
-            return output
-        if len(output) != len(rows):
+        self._row_counts = [len(piece) for piece in pieces]
+        return [row for piece in pieces for row in piece]
+
+    def format_output(self, data: Any) -> Any:
+        """Splits the handler's list back per request and wraps each request's share."""
+        if not isinstance(data, list):
+            return data
+        if len(data) != sum(self._row_counts):
             raise BatchResponseMismatch(
-                f"handler returned {len(output)} items for the {len(rows)} rows"
+                f"handler returned {len(data)} items for the {sum(self._row_counts)} rows"
                 f" the {self.name} envelope gave it"
             )
         answers = []
         start = 0
-        for idx, piece in enumerate(pieces):
-            answers.append(self.wrap(output[start : start + len(piece)], idx))
-            start += len(piece)
+        for idx, count in enumerate(self._row_counts):
+            answers.append(self.wrap(data[start : start + count], idx))
+            start += count
         return answers
+
+    def payload(self, row: Any) -> Any:
+        """What one request of the batch carries for this envelope to unwrap."""
+        return request_body(row)
 
     def unwrap(self, body: Any, idx: int) -> list[Any]:
         """The rows request `idx` contributes to the handler's input."""

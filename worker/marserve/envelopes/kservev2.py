@@ -48,7 +48,7 @@ class KServeV2Envelope(BaseEnvelope):
             [row["name"] for row in rows],
         )
         if self.context is not None:
-            self.context.input_names = [  # type: ignore[attr-defined]
+            self.context.input_names = [
                 name for _, names in self._requests.values() for name in names
             ]
         return rows
