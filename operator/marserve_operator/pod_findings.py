@@ -6,10 +6,11 @@ Pure functions over Pod dicts; `status` turns the findings into phases and condi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+
+from marserve.contract import ExtractedArchive
 
 IMAGE_PULL_REASONS: Final = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -53,16 +54,6 @@ def _failed_termination(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-def _version_from(message: str) -> str | None:
-    """The extractor may report the archive's manifest as JSON on success."""
-    try:
-        data = json.loads(message)
-    except ValueError:
-        return None
-    version = data.get("modelVersion") if isinstance(data, dict) else None
-    return str(version) if version else None
-
-
 def _scheduling(status: Mapping[str, Any], found: dict[str, Any]) -> None:
     for cond in status.get("conditions") or []:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
@@ -91,7 +82,8 @@ def _init_containers(status: Mapping[str, Any], found: dict[str, Any]) -> None:
         elif "running" in state:
             found["extracting"] = True
         elif state.get("terminated"):
-            version = _version_from(str(state["terminated"].get("message") or ""))
+            record = ExtractedArchive.from_json(str(state["terminated"].get("message") or ""))
+            version = record.model_version if record is not None else None
             found["model_version"] = version or found.get("model_version")
     done = [((i.get("state") or {}).get("terminated") or {}).get("exitCode") for i in inits]
     if inits and all(code == 0 for code in done):

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from marserve.contract import INFERENCE_PORT
 from marserve_operator import kube, resources, status
-from marserve_operator.resources.metadata import HTTP_PORT
 from marserve_operator.settings import OperatorSettings
 from marserve_operator.spec import ModelSpec, SpecError, parse_spec
 from marserve_operator.status import Transition
@@ -209,7 +209,7 @@ async def prune(
 
 
 def model_url(model: ModelSpec) -> str:
-    return f"http://{model.name}.{model.namespace}.svc:{HTTP_PORT}/predictions/{model.model_name}"
+    return f"http://{model.name}.{model.namespace}.svc:{INFERENCE_PORT.number}/predictions/{model.model_name}"
 
 
 def selector_string(model: ModelSpec) -> str:

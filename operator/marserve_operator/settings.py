@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+from marserve.contract import OPERATOR_ENV
+
 DEFAULT_WORKER_IMAGE: Final = "ghcr.io/marserve/worker:0.1.0"
 
 _T = TypeVar("_T")
@@ -56,20 +58,22 @@ class OperatorSettings:
                 raise SettingsError(f"{name}={raw!r}: {error}") from None
 
         return cls(
-            worker_image=read("MARSERVE_WORKER_IMAGE", defaults.worker_image, str),
-            watch_namespaces=read("MARSERVE_WATCH_NAMESPACES", (), _namespaces),
-            cluster_domain=read("MARSERVE_CLUSTER_DOMAIN", defaults.cluster_domain, str),
+            worker_image=read(OPERATOR_ENV.worker_image, defaults.worker_image, str),
+            watch_namespaces=read(OPERATOR_ENV.watch_namespaces, (), _namespaces),
+            cluster_domain=read(OPERATOR_ENV.cluster_domain, defaults.cluster_domain, str),
             termination_grace_seconds=read(
-                "MARSERVE_TERMINATION_GRACE_SECONDS", defaults.termination_grace_seconds, _seconds
+                OPERATOR_ENV.termination_grace_seconds, defaults.termination_grace_seconds, _seconds
             ),
-            pre_stop_seconds=read("MARSERVE_PRE_STOP_SECONDS", defaults.pre_stop_seconds, _seconds),
+            pre_stop_seconds=read(
+                OPERATOR_ENV.pre_stop_seconds, defaults.pre_stop_seconds, _seconds
+            ),
             startup_budget_seconds=read(
-                "MARSERVE_STARTUP_BUDGET_SECONDS", defaults.startup_budget_seconds, _seconds
+                OPERATOR_ENV.startup_budget_seconds, defaults.startup_budget_seconds, _seconds
             ),
-            prometheus_url=read("MARSERVE_PROMETHEUS_URL", defaults.prometheus_url, _url),
-            model_volume_size_limit=read("MARSERVE_MODEL_VOLUME_SIZE_LIMIT", "", str),
+            prometheus_url=read(OPERATOR_ENV.prometheus_url, defaults.prometheus_url, _url),
+            model_volume_size_limit=read(OPERATOR_ENV.model_volume_size_limit, "", str),
             intel_gpu_resource=read(
-                "MARSERVE_INTEL_GPU_RESOURCE", defaults.intel_gpu_resource, str
+                OPERATOR_ENV.intel_gpu_resource, defaults.intel_gpu_resource, str
             ),
         )
 

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
+from marserve.contract import OPERATOR_MANAGED_WORKER_ENV
 from marserve_operator.spec_fields import SpecError, SpecFields
 
 __all__ = [
     "ACCELERATORS",
     "ENGINES",
-    "MANAGED_ENV",
     "METRICS",
     "PULL_POLICIES",
     "SCHEMES",
@@ -40,18 +40,6 @@ METRICS: Final = ("inflight", "queueDepth", "requestsPerSecond")
 ENGINES: Final = ("hpa", "keda")
 ACCELERATORS: Final = ("none", "nvidia", "intel-xpu", "amd")
 PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
-# Variables the operator sets on the worker from spec fields; users change them through the spec.
-MANAGED_ENV: Final = (
-    "MARSERVE_MODELS",
-    "MARSERVE_HOST",
-    "MARSERVE_BATCH_SIZE",
-    "MARSERVE_MAX_BATCH_DELAY_MS",
-    "MARSERVE_WORKERS",
-    "MARSERVE_RESPONSE_TIMEOUT_SECONDS",
-    "MARSERVE_HANDLER",
-    "MARSERVE_TOKEN_FILE",
-    "MARSERVE_GRACE_PERIOD_SECONDS",
-)
 
 Metric = Literal["inflight", "queueDepth", "requestsPerSecond"]
 Engine = Literal["hpa", "keda"]
@@ -211,7 +199,7 @@ def _env(fields: SpecFields) -> tuple[Mapping[str, Any], ...]:
     env = fields.items("env")
     for index, variable in enumerate(env):
         name = SpecFields(variable, f"env[{index}]").text("name", required=True)
-        if name in MANAGED_ENV:
+        if name in OPERATOR_MANAGED_WORKER_ENV:
             raise SpecError(
                 f"env[{index}] sets {name}, which the operator manages; use the matching spec field"
             )

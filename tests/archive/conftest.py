@@ -16,7 +16,7 @@ from aiohttp import web
 
 from marserve import cli
 from marserve.archive.extract import STAGING_PREFIX
-from marserve.archive.extract_command import TERMINATION_LOG_ENV
+from marserve.contract import EXTRACT_ENV
 from support import models
 
 MARSERVE = Path(sys.executable).with_name("marserve")
@@ -137,7 +137,7 @@ def termination_log(
     """An existing termination-log file, as Kubernetes provides at /dev/termination-log."""
     log = tmp_path_factory.mktemp("pod") / "termination-log"
     log.write_text("")
-    monkeypatch.setenv(TERMINATION_LOG_ENV, str(log))
+    monkeypatch.setenv(EXTRACT_ENV.termination_log, str(log))
     return log
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from marserve.archive import download, s3
+from marserve.archive import s3
+from marserve.contract import EXTRACT_ENV
 from marserve.manifest import MANIFEST_PATH
 
 FAST_RETRIES = ("--attempts", "3", "--retry-backoff", "0.01")
@@ -77,7 +78,7 @@ def test_http_authorization_comes_from_the_environment(
     url = f"{server.url}/mlp.mar"
     refused = marserve("extract", url, tmp_path / "refused", *FAST_RETRIES)
     clean_failure(refused, tmp_path / "refused", expect=f"download of {url} failed: HTTP 401")
-    monkeypatch.setenv(download.AUTHORIZATION_ENV, "Bearer s3cret")
+    monkeypatch.setenv(EXTRACT_ENV.archive_authorization, "Bearer s3cret")
     outcome = marserve("extract", url, tmp_path / "models", subprocess_run=True)
     assert outcome.code == 0, outcome.stderr_lines
     assert seen == [None, "Bearer s3cret"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from marserve.contract import EXTRACT_ENV
 from marserve.manifest import MANIFEST_PATH
 
 MANIFEST = json.dumps({"runtime": "python", "model": {"modelName": "m", "handler": "h.py"}})
@@ -405,7 +406,7 @@ def test_without_a_termination_log_only_stderr_gets_the_line(
     tmp_path: Path,
 ) -> None:
     missing_log = tmp_path / "no-such-dir" / "termination-log"
-    monkeypatch.setenv("MARSERVE_TERMINATION_LOG", str(missing_log))
+    monkeypatch.setenv(EXTRACT_ENV.termination_log, str(missing_log))
     outcome = marserve("extract", tmp_path / "nowhere.mar", tmp_path / "dest")
     assert outcome.code == 2
     assert len(outcome.stderr_lines) == 1

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from marserve_operator.spec import MANAGED_ENV, SpecError, parse_spec
+from marserve.contract import OPERATOR_MANAGED_WORKER_ENV
+from marserve_operator.spec import SpecError, parse_spec
 from support import crd_schema
 from support.operator_fixtures import EXAMPLE_MANIFEST, FULL_SPEC, kube_validate, manifest
 
@@ -319,7 +320,7 @@ def test_cel_rule_rejects_and_parse_spec_agrees(key: str) -> None:
 
 def test_cel_env_rule_names_exactly_the_managed_variables() -> None:
     (rule,) = [r for _, r, m in crd_schema.cel_rules(SCHEMA) if m.startswith("env must not")]
-    assert re.findall(r"'(MARSERVE_[A-Z_]+)'", rule) == list(MANAGED_ENV)
+    assert re.findall(r"'(MARSERVE_[A-Z_]+)'", rule) == list(OPERATOR_MANAGED_WORKER_ENV)
 
 
 @pytest.mark.parametrize("name", ["3d-model", "Resnet", "res_net", "resnet-", "a" * 64])

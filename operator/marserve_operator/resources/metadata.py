@@ -1,15 +1,12 @@
-"""Names, labels and ports shared by every object rendered for one InferenceModel."""
+"""Names and labels shared by every object rendered for one InferenceModel."""
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+from marserve.contract import MANAGED_BY, MANAGED_BY_LABEL, METRICS_PATH, METRICS_PORT
 from marserve_operator.spec import ModelSpec
 
-HTTP_PORT: Final = 8080
-MANAGEMENT_PORT: Final = 8081
-METRICS_PORT: Final = 8082
-METRICS_PATH: Final = "/metrics"
 SPEC_HASH_ANNOTATION: Final = "serving.marserve.io/spec-hash"
 MODEL_LABEL: Final = "serving.marserve.io/model"
 
@@ -19,7 +16,7 @@ def labels(model: ModelSpec) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "marserve-worker",
         "app.kubernetes.io/instance": model.name,
-        "app.kubernetes.io/managed-by": "marserve-operator",
+        MANAGED_BY_LABEL: MANAGED_BY,
         MODEL_LABEL: model.name,
     }
 
@@ -34,7 +31,7 @@ def scrape_annotations() -> dict[str, str]:
     """The prometheus.io annotations that annotation-driven Prometheus scrape jobs follow."""
     return {
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(METRICS_PORT),
+        "prometheus.io/port": str(METRICS_PORT.number),
         "prometheus.io/path": METRICS_PATH,
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from marserve import contract
 from marserve_operator.spec import Metric, ModelSpec
 
 RATE_WINDOW: Final = "1m"
@@ -30,10 +31,11 @@ class MetricQuery:
 
 
 METRIC_QUERIES: Final[dict[Metric, MetricQuery]] = {
-    "inflight": MetricQuery("marserve_inflight_requests", "marserve_inflight_requests"),
-    "queueDepth": MetricQuery("marserve_queue_depth", "marserve_queue_depth"),
+    "inflight": MetricQuery(contract.INFLIGHT_REQUESTS.series, contract.INFLIGHT_REQUESTS.series),
+    "queueDepth": MetricQuery(contract.QUEUE_DEPTH.series, contract.QUEUE_DEPTH.series),
+    # A rate, so its custom metric is not named after the counter it is computed from.
     "requestsPerSecond": MetricQuery(
-        "marserve_requests_per_second", "marserve_requests_total", is_counter=True
+        "marserve_requests_per_second", contract.REQUESTS.series, is_counter=True
     ),
 }
 

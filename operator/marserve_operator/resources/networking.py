@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from marserve_operator.resources.metadata import (
-    HTTP_PORT,
-    METRICS_PATH,
-    METRICS_PORT,
-    object_meta,
-    selector,
-)
+from marserve.contract import INFERENCE_PORT, METRICS_PATH, METRICS_PORT
+from marserve_operator.resources.metadata import object_meta, selector
 from marserve_operator.spec import ModelSpec
 
 
@@ -29,13 +24,13 @@ def service(model: ModelSpec) -> dict[str, Any]:
             "type": "ClusterIP",
             "selector": selector(model),
             "ports": [
-                {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
                 {
-                    "name": "metrics",
-                    "port": METRICS_PORT,
-                    "targetPort": "metrics",
+                    "name": port.name,
+                    "port": port.number,
+                    "targetPort": port.name,
                     "protocol": "TCP",
-                },
+                }
+                for port in (INFERENCE_PORT, METRICS_PORT)
             ],
         },
     }
@@ -50,6 +45,6 @@ def service_monitor(model: ModelSpec) -> dict[str, Any]:
         "spec": {
             "selector": {"matchLabels": selector(model)},
             "namespaceSelector": {"matchNames": [model.namespace]},
-            "endpoints": [{"port": "metrics", "path": METRICS_PATH, "interval": "15s"}],
+            "endpoints": [{"port": METRICS_PORT.name, "path": METRICS_PATH, "interval": "15s"}],
         },
     }

@@ -9,11 +9,17 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from marserve_operator.resources import accelerators
-from marserve_operator.resources.metadata import (
-    HTTP_PORT,
+from marserve.contract import (
+    INFERENCE_PORT,
+    LIVENESS_PATH,
     MANAGEMENT_PORT,
     METRICS_PORT,
+    MODEL_DIR,
+    READINESS_PATH,
+    WORKER_ENV,
+)
+from marserve_operator.resources import accelerators
+from marserve_operator.resources.metadata import (
     SPEC_HASH_ANNOTATION,
     labels,
     object_meta,
@@ -23,7 +29,6 @@ from marserve_operator.resources.metadata import (
 from marserve_operator.settings import OperatorSettings
 from marserve_operator.spec import ModelSpec
 
-MODEL_DIR: Final = "/mnt/models"
 ARCHIVE_DIR: Final = "/mnt/archive"
 TOKEN_DIR: Final = "/var/run/secrets/marserve/auth"
 _PROBE_PERIOD_SECONDS: Final = 10
@@ -143,19 +148,22 @@ def _extract_container(model: ModelSpec, image: str) -> dict[str, Any]:
 
 def _worker_env(model: ModelSpec) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
-        {"name": "MARSERVE_MODELS", "value": f"{model.model_name}={MODEL_DIR}"},
-        {"name": "MARSERVE_HOST", "value": "0.0.0.0"},
-        {"name": "MARSERVE_BATCH_SIZE", "value": str(model.batching.max_batch_size)},
-        {"name": "MARSERVE_MAX_BATCH_DELAY_MS", "value": str(model.batching.max_batch_delay_ms)},
-        {"name": "MARSERVE_WORKERS", "value": str(model.workers_per_replica)},
-        {"name": "MARSERVE_RESPONSE_TIMEOUT_SECONDS", "value": str(model.response_timeout_seconds)},
+        {"name": WORKER_ENV.models, "value": f"{model.model_name}={MODEL_DIR}"},
+        {"name": WORKER_ENV.host, "value": "0.0.0.0"},
+        {"name": WORKER_ENV.batch_size, "value": str(model.batching.max_batch_size)},
+        {"name": WORKER_ENV.max_batch_delay_ms, "value": str(model.batching.max_batch_delay_ms)},
+        {"name": WORKER_ENV.workers, "value": str(model.workers_per_replica)},
+        {
+            "name": WORKER_ENV.response_timeout_seconds,
+            "value": str(model.response_timeout_seconds),
+        },
         # SIGTERM drains for as long as the slowest accepted request may take.
-        {"name": "MARSERVE_GRACE_PERIOD_SECONDS", "value": str(model.response_timeout_seconds)},
+        {"name": WORKER_ENV.grace_period_seconds, "value": str(model.response_timeout_seconds)},
     ]
     if model.handler is not None:
-        env.append({"name": "MARSERVE_HANDLER", "value": model.handler})
+        env.append({"name": WORKER_ENV.handler, "value": model.handler})
     if model.auth is not None:
-        env.append({"name": "MARSERVE_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"})
+        env.append({"name": WORKER_ENV.token_file, "value": f"{TOKEN_DIR}/token"})
     env += accelerators.device_visibility_env(model.accelerator)
     env += [dict(variable) for variable in model.env]
     return env
@@ -163,7 +171,7 @@ def _worker_env(model: ModelSpec) -> list[dict[str, Any]]:
 
 def _probe(path: str, *, period: int, failures: int, timeout: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": "http"},
+        "httpGet": {"path": path, "port": INFERENCE_PORT.name},
         "periodSeconds": period,
         "timeoutSeconds": timeout,
         "failureThreshold": failures,
@@ -190,19 +198,18 @@ def _worker_container(model: ModelSpec, image: str, settings: OperatorSettings) 
     container |= {
         "env": _worker_env(model),
         "ports": [
-            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
-            {"name": "management", "containerPort": MANAGEMENT_PORT, "protocol": "TCP"},
-            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+            {"name": port.name, "containerPort": port.number, "protocol": "TCP"}
+            for port in (INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT)
         ],
         # /ping is healthy only once the model is loaded, so it gates traffic and start-up both.
         "startupProbe": _probe(
-            "/ping",
+            READINESS_PATH,
             period=_PROBE_PERIOD_SECONDS,
             failures=max(1, math.ceil(settings.startup_budget_seconds / _PROBE_PERIOD_SECONDS)),
             timeout=5,
         ),
-        "readinessProbe": _probe("/ping", period=5, failures=3, timeout=3),
-        "livenessProbe": _probe("/v2/health/live", period=10, failures=3, timeout=5),
+        "readinessProbe": _probe(READINESS_PATH, period=5, failures=3, timeout=3),
+        "livenessProbe": _probe(LIVENESS_PATH, period=10, failures=3, timeout=5),
     }
     if settings.pre_stop_seconds > 0:
         # Endpoints drop a terminating pod asynchronously; keep serving until they have.

@@ -25,10 +25,9 @@ from marserve.archive import s3
 from marserve.archive.errors import ArchiveError
 from marserve.archive.limits import DownloadOptions, ExtractLimits, format_size
 from marserve.archive.progress import Progress, Report
+from marserve.contract import EXTRACT_ENV
 
 REMOTE_SCHEMES = ("http://", "https://", "s3://")
-AUTHORIZATION_ENV = "MARSERVE_ARCHIVE_AUTHORIZATION"
-"""An `Authorization` header value for http(s) archives (the InferenceModel's secretRef)."""
 CHUNK_BYTES = 1024 * 1024
 MAX_BACKOFF_S = 30.0
 _RETRYABLE_STATUS = {408, 429}
@@ -162,7 +161,7 @@ def _request(url: str, headers: Mapping[str, str]) -> urllib.request.Request:
         https_url = s3.object_url(url, settings)
         signed = s3.signed_get_headers(https_url, settings, now=datetime.now(UTC), extra=headers)
         return urllib.request.Request(https_url, headers=signed)
-    authorization = os.environ.get(AUTHORIZATION_ENV)
+    authorization = os.environ.get(EXTRACT_ENV.archive_authorization)
     credentials = {"Authorization": authorization} if authorization else {}
     return urllib.request.Request(
         url, headers={"User-Agent": "marserve-extract", **credentials, **headers}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,11 +18,10 @@ from pathlib import Path
 from marserve.archive.errors import ArchiveError
 from marserve.archive.extract import extract_archive
 from marserve.archive.limits import DownloadOptions, ExtractLimits, format_size, parse_size
+from marserve.contract import EXTRACT_ENV, TERMINATION_LOG_PATH, ExtractedArchive
 from marserve.manifest import read_manifest
 
 EXIT_FAILURE = 2
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-TERMINATION_LOG_ENV = "MARSERVE_TERMINATION_LOG"
 
 
 def _size(text: str) -> int:
@@ -120,9 +118,11 @@ def run(args: argparse.Namespace) -> int:
         _fail(f"unexpected {type(error).__name__}: {' '.join(str(error).split())}")
         return EXIT_FAILURE
     model = read_manifest(model_dir)["model"]
-    _write_termination_log(
-        json.dumps({"modelName": model["modelName"], "modelVersion": model.get("modelVersion")})
+    version = model.get("modelVersion")
+    record = ExtractedArchive(
+        model_name=model["modelName"], model_version=None if version is None else str(version)
     )
+    _write_termination_log(record.to_json())
     if not args.quiet:
         _print_progress(f"extracted {args.archive} into {model_dir}")
     return 0
@@ -139,7 +139,7 @@ def _fail(message: str) -> None:
 
 
 def _write_termination_log(text: str) -> None:
-    log = Path(os.environ.get(TERMINATION_LOG_ENV) or DEFAULT_TERMINATION_LOG)
+    log = Path(os.environ.get(EXTRACT_ENV.termination_log) or TERMINATION_LOG_PATH)
     if log.exists():
         with contextlib.suppress(OSError):
             log.write_text(text + "\n")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from marserve.contract import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT
+
 
 class ConfigError(ValueError):
     """A configuration value the server cannot use; the message names the option and source."""
@@ -53,9 +55,9 @@ class ServerConfig:
     model_store: Path | None = None
     models: tuple[str, ...] = ()
     host: str = "127.0.0.1"
-    inference_port: int = 8080
-    management_port: int = 8081
-    metrics_port: int = 8082
+    inference_port: int = INFERENCE_PORT.number
+    management_port: int = MANAGEMENT_PORT.number
+    metrics_port: int = METRICS_PORT.number
     handler: str | None = None
     token_file: Path | None = None
     log_format: str = "text"

@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from marserve import contract
+
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0,
@@ -141,54 +143,79 @@ class ServerMetrics:
         self.compat.declare("WorkerLoadTime", "gauge", ("WorkerName", "Level", "Hostname"))
         for name in ("PredictionTime", "HandlerTime"):
             self.compat.declare(name, "gauge", ("ModelName", "Level", "Hostname"))
-        labels = ("model", "version")
         r = self.registry
         self.request_seconds = Histogram(
-            "marserve_request_duration_seconds", "Inference request time, arrival to response.",
-            labels, buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            contract.REQUEST_DURATION.name,
+            "Inference request time, arrival to response.",
+            contract.REQUEST_DURATION.labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_seconds = Histogram(
-            "marserve_queue_wait_seconds", "Time a request waited in its model's queue.",
-            labels, buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            contract.QUEUE_WAIT.name,
+            "Time a request waited in its model's queue.",
+            contract.QUEUE_WAIT.labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.prediction_seconds = Histogram(
-            "marserve_prediction_seconds", "Service.predict time per batch (PredictionTime).",
-            labels, buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            contract.PREDICTION_DURATION.name,
+            "Service.predict time per batch (PredictionTime).",
+            contract.PREDICTION_DURATION.labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.handler_seconds = Histogram(
-            "marserve_handler_seconds", "Handler handle() time per batch (HandlerTime).",
-            labels, buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            contract.HANDLER_DURATION.name,
+            "Handler handle() time per batch (HandlerTime).",
+            contract.HANDLER_DURATION.labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
-            "marserve_batch_size", "Requests per batch sent to a worker.", labels,
-            buckets=BATCH_BUCKETS, registry=r,
-        )  # fmt: skip
+            contract.BATCH_SIZE.name,
+            "Requests per batch sent to a worker.",
+            contract.BATCH_SIZE.labels,
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         self.requests = Counter(
-            "marserve_requests", "Inference requests by response code.",
-            ("model", "version", "code"), registry=r,
-        )  # fmt: skip
+            contract.REQUESTS.name,
+            "Inference requests by response code.",
+            contract.REQUESTS.labels,
+            registry=r,
+        )
         self.inflight = Gauge(
-            "marserve_inflight_requests", "Requests queued or running, per model.", ("model",),
+            contract.INFLIGHT_REQUESTS.name,
+            "Requests queued or running, per model.",
+            contract.INFLIGHT_REQUESTS.labels,
             registry=r,
-        )  # fmt: skip
+        )
         self.queue_depth = Gauge(
-            "marserve_queue_depth", "Requests waiting for a worker, per model.", ("model",),
+            contract.QUEUE_DEPTH.name,
+            "Requests waiting for a worker, per model.",
+            contract.QUEUE_DEPTH.labels,
             registry=r,
-        )  # fmt: skip
+        )
         self.worker_restarts = Counter(
-            "marserve_worker_restarts", "Worker processes restarted after dying.", ("model",),
+            contract.WORKER_RESTARTS.name,
+            "Worker processes restarted after dying.",
+            contract.WORKER_RESTARTS.labels,
             registry=r,
-        )  # fmt: skip
+        )
         self.worker_recycles = Counter(
-            "marserve_worker_recycles",
+            contract.WORKER_RECYCLES.name,
             "Workers replaced on purpose after a batch (memory: past the model's memory limit); "
             "not counted as restarts, which alert on crashes.",
-            ("model", "version", "reason"), registry=r,
-        )  # fmt: skip
+            contract.WORKER_RECYCLES.labels,
+            registry=r,
+        )
         self.model_load_seconds = Gauge(
-            "marserve_model_load_seconds", "Time the latest worker took to load its model.",
-            ("model",), registry=r,
-        )  # fmt: skip
+            contract.MODEL_LOAD_DURATION.name,
+            "Time the latest worker took to load its model.",
+            contract.MODEL_LOAD_DURATION.labels,
+            registry=r,
+        )
         self._handler_histograms: dict[str, tuple[Histogram, tuple[str, ...]]] = {}
 
     def for_model(self, *, model: str, version: str) -> ModelMetrics:

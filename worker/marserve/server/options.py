@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from marserve.contract import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, WORKER_ENV
 from marserve.server.config import ConfigError, ModelLayer, ServerConfig
 
 
@@ -42,38 +43,38 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "model_store",
         "--model-store",
-        "MARSERVE_MODEL_STORE",
+        WORKER_ENV.model_store,
         Path,
         "folder of .mar files",
         "model_store",
     ),
-    Option("host", "--host", "MARSERVE_HOST", str, "address to listen on (default 127.0.0.1)"),
+    Option("host", "--host", WORKER_ENV.host, str, "address to listen on (default 127.0.0.1)"),
     Option(
         "inference_port",
         "--inference-port",
-        "MARSERVE_INFERENCE_PORT",
+        WORKER_ENV.inference_port,
         int,
-        "inference API port (default 8080)",
+        f"inference API port (default {INFERENCE_PORT.number})",
     ),
     Option(
         "management_port",
         "--management-port",
-        "MARSERVE_MANAGEMENT_PORT",
+        WORKER_ENV.management_port,
         int,
-        "management API port (default 8081)",
+        f"management API port (default {MANAGEMENT_PORT.number})",
     ),
     Option(
         "metrics_port",
         "--metrics-port",
-        "MARSERVE_METRICS_PORT",
+        WORKER_ENV.metrics_port,
         int,
-        "metrics port (default 8082)",
+        f"metrics port (default {METRICS_PORT.number})",
     ),
-    Option("handler", "--handler", "MARSERVE_HANDLER", str, "handler overriding the manifest's"),
+    Option("handler", "--handler", WORKER_ENV.handler, str, "handler overriding the manifest's"),
     Option(
         "token_file",
         "--token-file",
-        "MARSERVE_TOKEN_FILE",
+        WORKER_ENV.token_file,
         Path,
         "file holding the bearer token; auth is off without it",
         "token_file",
@@ -81,21 +82,21 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "log_format",
         "--log-format",
-        "MARSERVE_LOG_FORMAT",
+        WORKER_ENV.log_format,
         _log_format,
         "json or text (default text)",
     ),
     Option(
         "grace_period_s",
         "--grace-period-seconds",
-        "MARSERVE_GRACE_PERIOD_SECONDS",
+        WORKER_ENV.grace_period_seconds,
         float,
         "how long SIGTERM waits for in-flight requests (default 30)",
     ),
     Option(
         "max_request_size",
         "--max-request-size",
-        "MARSERVE_MAX_REQUEST_SIZE",
+        WORKER_ENV.max_request_size,
         int,
         "largest request body in bytes (default 6553500)",
         "max_request_size",
@@ -103,14 +104,14 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "worker_grace_s",
         "--worker-grace-seconds",
-        "MARSERVE_WORKER_GRACE_SECONDS",
+        WORKER_ENV.worker_grace_seconds,
         float,
         "how long past its deadline a stuck worker may run before it is killed (default 5)",
     ),
     Option(
         "max_response_size",
         "--max-response-size",
-        "MARSERVE_MAX_RESPONSE_SIZE",
+        WORKER_ENV.max_response_size,
         int,
         "largest response body in bytes (default 6553500)",
         "max_response_size",
@@ -118,18 +119,18 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 MODEL_OPTIONS: tuple[Option, ...] = (
-    Option("batch_size", "--batch-size", "MARSERVE_BATCH_SIZE", int, "largest dynamic batch"),
+    Option("batch_size", "--batch-size", WORKER_ENV.batch_size, int, "largest dynamic batch"),
     Option(
         "max_batch_delay_ms",
         "--max-batch-delay-ms",
-        "MARSERVE_MAX_BATCH_DELAY_MS",
+        WORKER_ENV.max_batch_delay_ms,
         int,
         "longest wait for a batch to fill under load",
     ),
     Option(
         "workers",
         "--workers",
-        "MARSERVE_WORKERS",
+        WORKER_ENV.workers,
         int,
         "worker processes per model",
         "default_workers_per_model",
@@ -137,7 +138,7 @@ MODEL_OPTIONS: tuple[Option, ...] = (
     Option(
         "response_timeout_s",
         "--response-timeout-seconds",
-        "MARSERVE_RESPONSE_TIMEOUT_SECONDS",
+        WORKER_ENV.response_timeout_seconds,
         float,
         "per-request deadline",
         "default_response_timeout",
@@ -145,7 +146,7 @@ MODEL_OPTIONS: tuple[Option, ...] = (
     Option(
         "job_queue_size",
         "--job-queue-size",
-        "MARSERVE_JOB_QUEUE_SIZE",
+        WORKER_ENV.job_queue_size,
         int,
         "queued requests per model before 429",
         "job_queue_size",
@@ -153,7 +154,7 @@ MODEL_OPTIONS: tuple[Option, ...] = (
     Option(
         "max_worker_memory_mb",
         "--worker-memory-limit-mb",
-        "MARSERVE_WORKER_MEMORY_LIMIT_MB",
+        WORKER_ENV.worker_memory_limit_mb,
         int,
         "resident memory in MiB past which a worker is replaced after its batch (default 0: off)",
     ),
@@ -166,12 +167,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--models",
         nargs="+",
         metavar="NAME=PATH",
-        help="models to serve: NAME=FILE.mar, NAME=DIR, FILE.mar, or all (env MARSERVE_MODELS)",
+        help=(
+            f"models to serve: NAME=FILE.mar, NAME=DIR, FILE.mar, or all (env {WORKER_ENV.models})"
+        ),
     )
     parser.add_argument(
         "--config",
         type=Path,
-        help="a TorchServe config.properties file (subset; env MARSERVE_CONFIG_FILE)",
+        help=f"a TorchServe config.properties file (subset; env {WORKER_ENV.config_file})",
     )
     for option in OPTIONS + MODEL_OPTIONS:
         parser.add_argument(
@@ -219,7 +222,7 @@ def build_config(
     """Resolves flags, environment and config file into the one `ServerConfig`."""
     env = os.environ if environ is None else environ
     properties: dict[str, str] = {}
-    config_file = getattr(args, "config", None) or env.get("MARSERVE_CONFIG_FILE")
+    config_file = getattr(args, "config", None) or env.get(WORKER_ENV.config_file)
     if config_file:
         properties = read_properties(Path(config_file))
     fallback = _address_properties(properties)
@@ -251,7 +254,7 @@ def build_config(
     models = (
         model_specs(flagged)
         if flagged
-        else _models(env.get("MARSERVE_MODELS") or properties.get("load_models", ""))
+        else _models(env.get(WORKER_ENV.models) or properties.get("load_models", ""))
     )
     return ServerConfig(
         models=tuple(models),

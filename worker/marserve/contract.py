@@ -1,0 +1,233 @@
+"""What the worker, the operator and the Helm chart must agree on, written once.
+
+A name retyped in two places breaks a cluster silently when one copy changes: the operator would
+set a variable the worker no longer reads, an HPA would ask for a series nobody exports. So the
+ports, the `MARSERVE_*` variables, the metric names and the termination-log record live here, the
+worker and the operator import them, and `make chart` writes the chart's copies from them.
+
+Standard library only: the operator imports this without torch, aiohttp or prometheus_client.
+Every value is on the wire; changing one breaks running clusters and existing dashboards.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Final, Literal
+
+# --- Ports and paths -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Port:
+    """A worker port: its number, and the container port name the Service, the probes and
+    ServiceMonitors refer to instead of the number."""
+
+    name: str
+    number: int
+
+
+INFERENCE_PORT: Final = Port("http", 8080)
+MANAGEMENT_PORT: Final = Port("management", 8081)
+METRICS_PORT: Final = Port("metrics", 8082)
+METRICS_PATH: Final = "/metrics"
+# TorchServe's /ping answers Healthy only once every model is loaded: it gates traffic.
+READINESS_PATH: Final = "/ping"
+LIVENESS_PATH: Final = "/v2/health/live"
+# Where the init container unpacks the archive and the worker serves it from (the worker image's
+# default model store too).
+MODEL_DIR: Final = "/mnt/models"
+
+# --- Environment variables -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerEnv:
+    """The variables `marserve serve` reads: the operator sets some from the InferenceModel,
+    users may set the rest through `spec.env`."""
+
+    model_store: str = "MARSERVE_MODEL_STORE"
+    models: str = "MARSERVE_MODELS"
+    config_file: str = "MARSERVE_CONFIG_FILE"
+    host: str = "MARSERVE_HOST"
+    inference_port: str = "MARSERVE_INFERENCE_PORT"
+    management_port: str = "MARSERVE_MANAGEMENT_PORT"
+    metrics_port: str = "MARSERVE_METRICS_PORT"
+    handler: str = "MARSERVE_HANDLER"
+    token_file: str = "MARSERVE_TOKEN_FILE"
+    log_format: str = "MARSERVE_LOG_FORMAT"
+    grace_period_seconds: str = "MARSERVE_GRACE_PERIOD_SECONDS"
+    max_request_size: str = "MARSERVE_MAX_REQUEST_SIZE"
+    worker_grace_seconds: str = "MARSERVE_WORKER_GRACE_SECONDS"
+    max_response_size: str = "MARSERVE_MAX_RESPONSE_SIZE"
+    batch_size: str = "MARSERVE_BATCH_SIZE"
+    max_batch_delay_ms: str = "MARSERVE_MAX_BATCH_DELAY_MS"
+    workers: str = "MARSERVE_WORKERS"
+    response_timeout_seconds: str = "MARSERVE_RESPONSE_TIMEOUT_SECONDS"
+    job_queue_size: str = "MARSERVE_JOB_QUEUE_SIZE"
+    worker_memory_limit_mb: str = "MARSERVE_WORKER_MEMORY_LIMIT_MB"
+
+
+@dataclass(frozen=True)
+class ExtractEnv:
+    """The variables `marserve extract`, the init container, reads."""
+
+    termination_log: str = "MARSERVE_TERMINATION_LOG"
+    # An HTTP Authorization header value for archive downloads, from spec.archive.secretName.
+    archive_authorization: str = "MARSERVE_ARCHIVE_AUTHORIZATION"
+
+
+@dataclass(frozen=True)
+class OperatorEnv:
+    """The variables the operator reads its settings from; the chart sets them."""
+
+    worker_image: str = "MARSERVE_WORKER_IMAGE"
+    watch_namespaces: str = "MARSERVE_WATCH_NAMESPACES"
+    cluster_domain: str = "MARSERVE_CLUSTER_DOMAIN"
+    termination_grace_seconds: str = "MARSERVE_TERMINATION_GRACE_SECONDS"
+    pre_stop_seconds: str = "MARSERVE_PRE_STOP_SECONDS"
+    startup_budget_seconds: str = "MARSERVE_STARTUP_BUDGET_SECONDS"
+    prometheus_url: str = "MARSERVE_PROMETHEUS_URL"
+    model_volume_size_limit: str = "MARSERVE_MODEL_VOLUME_SIZE_LIMIT"
+    intel_gpu_resource: str = "MARSERVE_INTEL_GPU_RESOURCE"
+
+
+WORKER_ENV: Final = WorkerEnv()
+EXTRACT_ENV: Final = ExtractEnv()
+OPERATOR_ENV: Final = OperatorEnv()
+# The worker variables the operator sets from spec fields; the CRD refuses them in spec.env.
+OPERATOR_MANAGED_WORKER_ENV: Final = (
+    WORKER_ENV.models,
+    WORKER_ENV.host,
+    WORKER_ENV.batch_size,
+    WORKER_ENV.max_batch_delay_ms,
+    WORKER_ENV.workers,
+    WORKER_ENV.response_timeout_seconds,
+    WORKER_ENV.handler,
+    WORKER_ENV.token_file,
+    WORKER_ENV.grace_period_seconds,
+)
+
+# --- Metrics ---------------------------------------------------------------------------------
+
+MetricKind = Literal["counter", "gauge", "histogram"]
+
+
+@dataclass(frozen=True)
+class MetricLabels:
+    """The label names queries group and filter by (Prometheus adds `namespace` and `pod`)."""
+
+    model: str = "model"
+    version: str = "version"
+    code: str = "code"
+    reason: str = "reason"
+
+
+METRIC_LABELS: Final = MetricLabels()
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """One native metric as the worker declares it, and the series names queries read."""
+
+    name: str
+    kind: MetricKind
+    labels: tuple[str, ...]
+
+    @property
+    def series(self) -> str:
+        """The sample name of a counter or gauge (prometheus_client suffixes counters)."""
+        return f"{self.name}_total" if self.kind == "counter" else self.name
+
+    @property
+    def bucket(self) -> str:
+        return self._histogram_sample("bucket")
+
+    @property
+    def sum(self) -> str:
+        return self._histogram_sample("sum")
+
+    @property
+    def count(self) -> str:
+        return self._histogram_sample("count")
+
+    def _histogram_sample(self, suffix: str) -> str:
+        if self.kind != "histogram":
+            raise ValueError(f"{self.name} is a {self.kind}, it has no _{suffix} series")
+        return f"{self.name}_{suffix}"
+
+
+_MODEL = (METRIC_LABELS.model,)
+_MODEL_VERSION = (METRIC_LABELS.model, METRIC_LABELS.version)
+
+REQUEST_DURATION: Final = MetricFamily(
+    "marserve_request_duration_seconds", "histogram", _MODEL_VERSION
+)
+QUEUE_WAIT: Final = MetricFamily("marserve_queue_wait_seconds", "histogram", _MODEL_VERSION)
+PREDICTION_DURATION: Final = MetricFamily(
+    "marserve_prediction_seconds", "histogram", _MODEL_VERSION
+)
+HANDLER_DURATION: Final = MetricFamily("marserve_handler_seconds", "histogram", _MODEL_VERSION)
+BATCH_SIZE: Final = MetricFamily("marserve_batch_size", "histogram", _MODEL_VERSION)
+REQUESTS: Final = MetricFamily(
+    "marserve_requests", "counter", (*_MODEL_VERSION, METRIC_LABELS.code)
+)
+INFLIGHT_REQUESTS: Final = MetricFamily("marserve_inflight_requests", "gauge", _MODEL)
+QUEUE_DEPTH: Final = MetricFamily("marserve_queue_depth", "gauge", _MODEL)
+WORKER_RESTARTS: Final = MetricFamily("marserve_worker_restarts", "counter", _MODEL)
+WORKER_RECYCLES: Final = MetricFamily(
+    "marserve_worker_recycles", "counter", (*_MODEL_VERSION, METRIC_LABELS.reason)
+)
+MODEL_LOAD_DURATION: Final = MetricFamily("marserve_model_load_seconds", "gauge", _MODEL)
+METRIC_FAMILIES: Final = (
+    REQUEST_DURATION,
+    QUEUE_WAIT,
+    PREDICTION_DURATION,
+    HANDLER_DURATION,
+    BATCH_SIZE,
+    REQUESTS,
+    INFLIGHT_REQUESTS,
+    QUEUE_DEPTH,
+    WORKER_RESTARTS,
+    WORKER_RECYCLES,
+    MODEL_LOAD_DURATION,
+)
+
+# --- Kubernetes ------------------------------------------------------------------------------
+
+# The managed-by label value on everything the operator creates; the chart selects by it.
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "marserve-operator"
+
+# --- Termination log -------------------------------------------------------------------------
+
+# Kubernetes' default terminationMessagePath: the pod status shows what the container left here.
+TERMINATION_LOG_PATH: Final = "/dev/termination-log"
+
+
+@dataclass(frozen=True)
+class ExtractedArchive:
+    """What the init container leaves in its termination log after a successful extraction;
+    the operator shows the version as `status.modelVersion`. A failure leaves one plain line
+    instead, which the operator shows as it is."""
+
+    model_name: str
+    model_version: str | None
+
+    def to_json(self) -> str:
+        return json.dumps({"modelName": self.model_name, "modelVersion": self.model_version})
+
+    @classmethod
+    def from_json(cls, text: str) -> ExtractedArchive | None:
+        """The record in a termination message, or None when the message is not one."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        version = data.get("modelVersion")
+        return cls(
+            model_name=str(data.get("modelName") or ""),
+            model_version=str(version) if version else None,
+        )
