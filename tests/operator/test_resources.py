@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from marserve.contract import WORKER_ENV
 from marserve_operator import resources
 from marserve_operator.resources import metrics_queries
 from marserve_operator.settings import OperatorSettings
@@ -161,15 +162,15 @@ def test_model_volume_size_limit_comes_from_settings() -> None:
 def test_worker_env_carries_the_serving_settings() -> None:
     env = env_of(resources.deployment(model(), SETTINGS))
     assert env == {
-        "MARSERVE_MODELS": "resnet=/mnt/models",
-        "MARSERVE_HOST": "0.0.0.0",
-        "MARSERVE_BATCH_SIZE": "8",
-        "MARSERVE_MAX_BATCH_DELAY_MS": "5",
-        "MARSERVE_WORKERS": "1",
-        "MARSERVE_RESPONSE_TIMEOUT_SECONDS": "60",
-        "MARSERVE_GRACE_PERIOD_SECONDS": "60",
-        "MARSERVE_HANDLER": "image_classifier",
-        "MARSERVE_TOKEN_FILE": "/var/run/secrets/marserve/auth/token",
+        WORKER_ENV.models: "resnet=/mnt/models",
+        WORKER_ENV.host: "0.0.0.0",
+        WORKER_ENV.batch_size: "8",
+        WORKER_ENV.max_batch_delay_ms: "5",
+        WORKER_ENV.workers: "1",
+        WORKER_ENV.response_timeout_seconds: "60",
+        WORKER_ENV.grace_period_seconds: "60",
+        WORKER_ENV.handler: "image_classifier",
+        WORKER_ENV.token_file: "/var/run/secrets/marserve/auth/token",
     }
 
 
@@ -180,9 +181,9 @@ def test_optional_env_only_when_set_and_user_env_last() -> None:
     )
     env = container(deployment, "worker")["env"]
     names = [e["name"] for e in env]
-    assert "MARSERVE_HANDLER" not in names and "MARSERVE_TOKEN_FILE" not in names
+    assert WORKER_ENV.handler not in names and WORKER_ENV.token_file not in names
     assert env[-1] == {"name": "X", "value": "1"}
-    assert env_of(deployment)["MARSERVE_MODELS"] == "m1=/mnt/models"
+    assert env_of(deployment)[WORKER_ENV.models] == "m1=/mnt/models"
     assert env_of(deployment)["NVIDIA_VISIBLE_DEVICES"] == "void"
 
 
