@@ -10,7 +10,7 @@ TORCH_VERSION := 2.13.0
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup tools lint format test run soak bench e2e clean
+.PHONY: help setup tools lint format test run soak bench e2e chart clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ format: setup ## apply ruff's fixes and formatting
 
 test: lint tools ## set everything up, lint, and run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The chart's queries, port names and operator variables, written from marserve.contract.
+chart: setup ## rewrite the chart's generated parts after a change to marserve.contract
+	$(PY) scripts/generate_chart.py
 
 # The example: train the tiny iris model, archive it with `marserve archive`, serve it locally.
 MODEL_STORE := model-store
