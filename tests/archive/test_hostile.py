@@ -106,6 +106,23 @@ def _damaged_weights(real: Path, tmp: Path) -> Path:
     return path
 
 
+def _encrypted(real: Path, tmp: Path) -> Path:
+    """The real MAR with its weights marked encrypted (general purpose flag bit 0) in both the
+    local header and the central directory, as a password-protected zip stores them."""
+    data = bytearray(real.read_bytes())
+    with zipfile.ZipFile(real) as archive:
+        info = archive.getinfo("model.pth")
+    name = info.filename.encode()
+    central = data.index(b"PK\x01\x02", data.rindex(b"PK\x05\x06") - 46 * 64)
+    while data[central + 46 : central + 46 + len(name)] != name:
+        central = data.index(b"PK\x01\x02", central + 4)
+    for flags_at in (info.header_offset + 6, central + 8):
+        struct.pack_into("<H", data, flags_at, info.flag_bits | 0x1)
+    path = tmp / "encrypted.mar"
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _directory_with_link(tmp: Path, target: str) -> Path:
     """A no-archive model directory holding a symlink that leads out of it."""
     source = tmp / "model-dir"
@@ -266,6 +283,11 @@ CASES = [
         "zip with damaged deflate data",
         lambda t, r: _damaged_weights(r["default"], t),
         "damaged.mar is corrupt or truncated",
+    ),
+    Case(
+        "zip with an encrypted entry",
+        lambda t, r: _encrypted(r["default"], t),
+        "entry 'model.pth' is encrypted; model archives are never encrypted",
     ),
     Case(
         "truncated tgz",

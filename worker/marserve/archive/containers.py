@@ -35,6 +35,9 @@ CORRUPT_ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
     NotImplementedError,
 )
 
+#: General purpose flag bit 0: zipfile can only read such an entry with a password.
+ZIP_ENCRYPTED_FLAG = 0x1
+
 #: A symlink stored in a zip keeps its target as the entry's content; no real target is longer.
 MAX_LINK_TARGET_BYTES = 4096
 
@@ -152,6 +155,10 @@ def _zip_end_record_entries(path: Path) -> int | None:
 
 def _zip_entries(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> Iterator[Entry]:
     for info in infos:
+        if info.flag_bits & ZIP_ENCRYPTED_FLAG:
+            raise ArchiveError(
+                f"entry {info.filename!r} is encrypted; model archives are never encrypted"
+            )
         mode = info.external_attr >> 16
         opener = _zip_opener(archive, info)
         if info.is_dir() or stat.S_ISDIR(mode):
