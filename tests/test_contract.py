@@ -61,6 +61,8 @@ def test_metric_series_names_are_pinned() -> None:
         ("marserve_worker_restarts", "counter", ("model",)),
         ("marserve_worker_recycles", "counter", ("model", "version", "reason")),
         ("marserve_model_load_seconds", "gauge", ("model",)),
+        ("marserve_workers", "gauge", ("model",)),
+        ("marserve_worker_messages_rejected", "counter", ("model",)),
     ]
     assert contract.REQUESTS.series == "marserve_requests_total"
     assert contract.QUEUE_DEPTH.series == "marserve_queue_depth"

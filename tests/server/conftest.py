@@ -77,6 +77,17 @@ class ScriptedHandler:
                 answers.append(probe)
             elif isinstance(body, dict) and body.get("big"):
                 answers.append("x" * body["big"])
+            elif isinstance(body, dict) and body.get("garble"):
+                # Writes what no front end can use onto this worker's own channel, ahead of the
+                # batch's results: a frame that does not unpickle and a value that is no message.
+                import pickle
+                import struct
+
+                channel = context.intermediate_response_sink.__closure__[0].cell_contents
+                payload = b"garbage, no pickle"
+                channel._sock.sendall(struct.pack("!I", len(payload)) + payload)
+                channel.send(("results", 0, [], [], False))
+                answers.append("garbled")
             else:
                 answers.append({"batch": len(data), "gpu": self.gpu_id, "pid": os.getpid()})
         return answers

@@ -13,16 +13,21 @@ def job(name: str) -> Job:
     return Job(request_id=name, request={}, loop=asyncio.get_running_loop())
 
 
+def all_busy() -> bool:
+    """The model's other workers are all busy: the one taking is the only idle one."""
+    return True
+
+
 async def test_a_lone_request_is_dispatched_without_waiting_for_company() -> None:
     queue = ModelQueue(capacity=10, batch_size=8, max_batch_delay_s=3600)
     queue.put(job("a"))
-    batch = await asyncio.wait_for(queue.take(), timeout=5)
+    batch = await asyncio.wait_for(queue.take(others_busy=all_busy), timeout=5)
     assert [j.request_id for j in batch] == ["a"]
 
 
 async def test_an_idle_worker_wakes_up_for_the_next_request() -> None:
     queue = ModelQueue(capacity=10, batch_size=8, max_batch_delay_s=3600)
-    taking = asyncio.create_task(queue.take())
+    taking = asyncio.create_task(queue.take(others_busy=all_busy))
     await asyncio.sleep(0)
     queue.put(job("a"))
     assert [j.request_id for j in await asyncio.wait_for(taking, timeout=5)] == ["a"]
@@ -32,20 +37,20 @@ async def test_under_load_the_batch_fills_up_to_batch_size() -> None:
     queue = ModelQueue(capacity=10, batch_size=4, max_batch_delay_s=3600)
     for name in "ab":
         queue.put(job(name))
-    taking = asyncio.create_task(queue.take())
+    taking = asyncio.create_task(queue.take(others_busy=all_busy))
     await asyncio.sleep(0)
     for name in "cde":
         queue.put(job(name))
     batch = await asyncio.wait_for(taking, timeout=5)
     assert [j.request_id for j in batch] == ["a", "b", "c", "d"]
-    assert [j.request_id for j in await queue.take()] == ["e"]
+    assert [j.request_id for j in await queue.take(others_busy=all_busy)] == ["e"]
 
 
 async def test_under_load_a_partial_batch_leaves_after_the_delay() -> None:
     queue = ModelQueue(capacity=10, batch_size=8, max_batch_delay_s=0.01)
     for name in "abc":
         queue.put(job(name))
-    batch = await asyncio.wait_for(queue.take(), timeout=5)
+    batch = await asyncio.wait_for(queue.take(others_busy=all_busy), timeout=5)
     assert len(batch) == 3
 
 
@@ -53,7 +58,7 @@ async def test_under_load_a_partial_batch_leaves_when_no_one_else_is_coming() ->
     queue = ModelQueue(capacity=100, batch_size=64, max_batch_delay_s=60)
     for index in range(30):
         queue.put(job(str(index)))  # back to back: soon the next one is overdue
-    batch = await asyncio.wait_for(queue.take(), timeout=30)
+    batch = await asyncio.wait_for(queue.take(others_busy=all_busy), timeout=30)
     assert len(batch) == 30
 
 
@@ -71,7 +76,7 @@ async def test_finished_or_cancelled_jobs_are_skipped() -> None:
     queue.put(gone)
     queue.put(kept)
     gone.outcome.cancel()
-    assert [j.request_id for j in await queue.take()] == ["kept"]
+    assert [j.request_id for j in await queue.take(others_busy=all_busy)] == ["kept"]
 
 
 async def test_a_full_queue_refuses_new_jobs() -> None:
@@ -86,7 +91,7 @@ async def test_a_cancelled_take_gives_its_jobs_back_to_the_other_workers() -> No
     queue = ModelQueue(capacity=10, batch_size=4, max_batch_delay_s=3600)
     queue.put(job("a"))
     queue.put(job("b"))
-    dying_worker = asyncio.create_task(queue.take())
+    dying_worker = asyncio.create_task(queue.take(others_busy=all_busy))
     await asyncio.sleep(0.01)  # it took both and now waits for the batch to fill
     assert len(queue) == 0
     dying_worker.cancel()
@@ -94,7 +99,18 @@ async def test_a_cancelled_take_gives_its_jobs_back_to_the_other_workers() -> No
         await dying_worker
     assert len(queue) == 2
     queue.max_batch_delay_s = 0
-    assert [j.request_id for j in await queue.take()] == ["a", "b"]
+    assert [j.request_id for j in await queue.take(others_busy=all_busy)] == ["a", "b"]
+
+
+async def test_requeued_jobs_go_back_to_the_head_in_order_and_wake_a_worker() -> None:
+    queue = ModelQueue(capacity=10, batch_size=8, max_batch_delay_s=0)
+    waiting = asyncio.create_task(queue.take(others_busy=all_busy))
+    await asyncio.sleep(0)
+    queue.requeue([job("a"), job("b")])
+    assert [j.request_id for j in await asyncio.wait_for(waiting, timeout=5)] == ["a", "b"]
+    queue.put(job("d"))
+    queue.requeue([job("b"), job("c")])
+    assert [j.request_id for j in await queue.take(others_busy=all_busy)] == ["b", "c", "d"]
 
 
 class ExpiredError(Exception):

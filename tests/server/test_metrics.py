@@ -103,6 +103,26 @@ async def test_every_documented_metric_is_exported(main_server: Any, http: Any) 
     assert "marserve_worker_restarts_total" in samples
     assert value(samples, "marserve_model_load_seconds", model="mlp") > 0
     assert value(samples, "ScriptedCalls", ModelName="mlp") > 0  # the handler's own metric
+    assert value(samples, "marserve_workers", model="mlp") == 2
+
+
+async def test_messages_a_worker_garbles_are_counted_and_skipped(
+    main_server: Any, http: Any
+) -> None:
+    """A worker writes an unpicklable frame and a bare tuple ahead of its results: the front end
+    counts both, still delivers the batch, and keeps the worker."""
+    before = await scrape(main_server)
+    url = f"{main_server.inference}/predictions/mlp"
+    async with http.post(url, json={"garble": True}) as response:
+        assert (response.status, await response.text()) == (200, "garbled")
+    async with http.post(url, json=[ROW]) as response:
+        assert response.status == 200
+    after = await scrape(main_server)
+    rejected = "marserve_worker_messages_rejected_total"
+    assert value(after, rejected, model="mlp") - value(before, rejected, model="mlp") == 2
+    restarts = "marserve_worker_restarts_total"
+    assert value(after, restarts, model="mlp") == value(before, restarts, model="mlp")
+    assert "sent a message that is skipped: a frame holds tuple" in main_server.log()
 
 
 async def test_name_query_selects_families_as_torchserve_does(main_server: Any, http: Any) -> None:

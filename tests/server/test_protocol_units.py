@@ -1,16 +1,13 @@
-"""Pure pieces of the protocols: v2 tensor checks and shaping, GPU assignment, IPC frames."""
+"""Pure pieces of the protocols: v2 tensor checks and shaping, GPU assignment."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
-from marserve.results import PredictionResult
 from marserve.server import devices, tensors
 from marserve.server.errors import ServingError
-from marserve.server.ipc import BlockingChannel
 
 
 def test_reshape_and_flatten_round_trip() -> None:
@@ -57,13 +54,3 @@ def test_gpus_are_assigned_round_robin(tmp_path: Path) -> None:
         (tmp_path / name).touch()
     assert devices.visible_gpus({}, dev_dir=tmp_path) == (0, 1)
     assert devices.visible_gpus({}, dev_dir=tmp_path / "none") == ()
-
-
-def test_channel_frames_round_trip_and_end_cleanly() -> None:
-    left, right = socket.socketpair()
-    sender, receiver = BlockingChannel(left), BlockingChannel(right)
-    result = PredictionResult(request_id="r", status=200, body=b"\x00" * 100_000, content_type="x")
-    sender.send(("results", 1, [result], []))
-    assert receiver.receive() == ("results", 1, [result], [])
-    left.shutdown(socket.SHUT_WR)
-    assert receiver.receive() is None

@@ -179,6 +179,10 @@ WORKER_RECYCLES: Final = MetricFamily(
     "marserve_worker_recycles", "counter", (*_MODEL_VERSION, METRIC_LABELS.reason)
 )
 MODEL_LOAD_DURATION: Final = MetricFamily("marserve_model_load_seconds", "gauge", _MODEL)
+WORKERS: Final = MetricFamily("marserve_workers", "gauge", _MODEL)
+WORKER_MESSAGES_REJECTED: Final = MetricFamily(
+    "marserve_worker_messages_rejected", "counter", _MODEL
+)
 METRIC_FAMILIES: Final = (
     REQUEST_DURATION,
     QUEUE_WAIT,
@@ -191,6 +195,8 @@ METRIC_FAMILIES: Final = (
     WORKER_RESTARTS,
     WORKER_RECYCLES,
     MODEL_LOAD_DURATION,
+    WORKERS,
+    WORKER_MESSAGES_REJECTED,
 )
 
 # --- Kubernetes ------------------------------------------------------------------------------

@@ -54,9 +54,10 @@ class Dimension:
 Dimensions = Sequence[Dimension] | Mapping[str, str] | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetricRecord:
-    """One metric update, as the server receives it when it drains the cache."""
+    """One metric update, as the server receives it when it drains the cache; it crosses from
+    the worker process to the front end as it is."""
 
     name: str
     value: float

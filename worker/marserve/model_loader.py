@@ -78,8 +78,13 @@ def load_service(
     batch_size: int = 1,
     envelope: str | None = None,
     limit_max_image_pixels: bool = True,
+    yaml_config: Mapping[str, Any] | None = None,
 ) -> Service:
-    """What the serving process calls: the manifest is required, the overrides win over it."""
+    """What the serving process calls: the manifest is required, the overrides win over it.
+
+    `yaml_config` is the model YAML when the caller has already read it; otherwise the Service
+    reads the file the manifest names.
+    """
     manifest = read_manifest(model_dir)
     return build_service(
         model_dir=Path(model_dir),
@@ -91,6 +96,7 @@ def load_service(
         envelope=envelope,
         limit_max_image_pixels=limit_max_image_pixels,
         metrics_cache=None,
+        yaml_config=yaml_config,
     )
 
 
@@ -105,6 +111,7 @@ def build_service(
     envelope: str | None,
     limit_max_image_pixels: bool,
     metrics_cache: HandlerMetrics | None,
+    yaml_config: Mapping[str, Any] | None = None,
 ) -> Service:
     """Resolves the handler, wraps it in the envelope, builds the Service and initialises it."""
     model = (manifest or {}).get("model", {})
@@ -124,6 +131,7 @@ def build_service(
         batch_size,
         limit_max_image_pixels,
         metrics_cache,
+        model_yaml_config=yaml_config,
     )
     initialize(service.context)
     return service

@@ -56,10 +56,13 @@ class Service:
         metrics_cache: HandlerMetrics | None = None,
         *,
         isolate_batch_failures: bool | None = None,
+        model_yaml_config: Mapping[str, Any] | None = None,
     ) -> None:
-        model = (manifest or {}).get("model", {})
-        config_file = model.get("configFile") if isinstance(model, Mapping) else None
-        yaml_config = _model_config(model_dir, config_file) if config_file else {}
+        yaml_config = (
+            _manifest_model_config(model_dir, manifest)
+            if model_yaml_config is None
+            else model_yaml_config
+        )
         self._entry_point = entry_point
         self._context = Context(
             model_name,
@@ -197,7 +200,12 @@ def emit_metrics(metrics: Iterable[object] | None) -> None:
         logger.info("[METRICS]%s", metric)
 
 
-def _model_config(model_dir: str, config_file: str) -> dict[str, Any]:
+def _manifest_model_config(model_dir: str, manifest: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The model YAML the manifest names (`configFile`), or an empty mapping without one."""
+    model = (manifest or {}).get("model", {})
+    config_file = model.get("configFile") if isinstance(model, Mapping) else None
+    if not config_file:
+        return {}
     path = os.path.join(model_dir, config_file)
     if not os.path.isfile(path):
         raise FileNotFoundError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from marserve.inference_request import InferenceRequest
 from marserve.results import PredictionResult
@@ -161,7 +161,13 @@ class ModelQueue:
         while self._jobs:
             self._jobs.popleft().fail(error)
 
-    async def take(self, *, others_busy: Callable[[], bool] = lambda: True) -> list[Job]:
+    def requeue(self, batch: Sequence[Job]) -> None:
+        """Puts jobs taken by a worker that will not run them back at the head of the queue, in
+        their order, and wakes another worker for them."""
+        self._jobs.extendleft(reversed(batch))
+        self._wake_one()
+
+    async def take(self, *, others_busy: Callable[[], bool]) -> list[Job]:
         """Waits for at least one live job and returns a batch of up to `batch_size`.
 
         `others_busy` tells whether every other worker of the model is busy right now.
@@ -182,8 +188,7 @@ class ModelQueue:
                     except TimeoutError:
                         break
                     except asyncio.CancelledError:  # the worker is gone: others take these
-                        self._jobs.extendleft(reversed(batch))
-                        self._wake_one()
+                        self.requeue(batch)
                         raise
                     finally:
                         self._filling -= 1

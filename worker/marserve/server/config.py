@@ -65,6 +65,7 @@ class ServerConfig:
     max_request_size: int = 6_553_500
     max_response_size: int = 6_553_500
     worker_grace_s: float = 5.0
+    worker_idle_s: float = 60.0
     model_overrides: ModelLayer = field(default_factory=ModelLayer)
     model_defaults: ModelLayer = field(default_factory=ModelLayer)
 

@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from marserve import contract
+from marserve.handler_metrics import MetricRecord
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -72,16 +73,25 @@ class ModelMetrics:
         self.inflight = server.inflight.labels(model)
         self.queue_depth = server.queue_depth.labels(model)
         self.restarts = server.worker_restarts.labels(model)
+        self.workers = server.workers.labels(model)
+        self.rejected_messages = server.worker_messages_rejected.labels(model)
         self.memory_recycles = server.worker_recycles.labels(model, version, "memory")
         self.load_seconds = server.model_load_seconds.labels(model)
         self._version = version
         self._codes: dict[int, Any] = {}
 
-    def watch(self, *, inflight: Callable[[], float], queued: Callable[[], float]) -> None:
-        """Reads the in-flight and queue-depth gauges from the runner when scraped, so the
-        request path updates plain integers instead of two locked gauge values per request."""
+    def watch(
+        self,
+        *,
+        inflight: Callable[[], float],
+        queued: Callable[[], float],
+        workers: Callable[[], float],
+    ) -> None:
+        """Reads the in-flight, queue-depth and worker gauges from the runner when scraped, so
+        the request path updates plain integers instead of locked gauge values per request."""
         self.inflight.set_function(inflight)
         self.queue_depth.set_function(queued)
+        self.workers.set_function(workers)
 
     def request_done(self, *, code: int, total_s: float, queue_s: float) -> None:
         """Records one finished inference request under both naming schemes."""
@@ -106,15 +116,18 @@ class ModelMetrics:
             "WorkerLoadTime", (worker_name, "Host", self._server.hostname), seconds * 1e3
         )
 
-    def handler_records(self, records: Iterable[tuple[Any, ...]]) -> None:
+    def handler_records(self, records: Iterable[MetricRecord]) -> None:
         """Exports metrics drained from `context.metrics` in the worker process."""
-        for name, value, unit, dimensions, metric_type, _request_id in records:
-            if name == "PredictionTime":
-                self.prediction_seconds.observe(_seconds(value, unit))
-            elif name == "HandlerTime":
-                self.handler_seconds.observe(_seconds(value, unit))
+        for record in records:
+            if record.name == "PredictionTime":
+                self.prediction_seconds.observe(_seconds(record.value, record.unit))
+            elif record.name == "HandlerTime":
+                self.handler_seconds.observe(_seconds(record.value, record.unit))
             self._server.handler_metric(
-                name=name, value=value, dimensions=dict(dimensions), metric_type=metric_type
+                name=record.name,
+                value=record.value,
+                dimensions=dict(record.dimensions),
+                metric_type=record.metric_type,
             )
 
 
@@ -208,6 +221,19 @@ class ServerMetrics:
             "Workers replaced on purpose after a batch (memory: past the model's memory limit); "
             "not counted as restarts, which alert on crashes.",
             contract.WORKER_RECYCLES.labels,
+            registry=r,
+        )
+        self.workers = Gauge(
+            contract.WORKERS.name,
+            "Worker processes with the model loaded (idle or busy), per model.",
+            contract.WORKERS.labels,
+            registry=r,
+        )
+        self.worker_messages_rejected = Counter(
+            contract.WORKER_MESSAGES_REJECTED.name,
+            "Messages from worker processes the front end could not use (not unpickled, not a "
+            "message, or for a batch it did not send) and skipped.",
+            contract.WORKER_MESSAGES_REJECTED.labels,
             registry=r,
         )
         self.model_load_seconds = Gauge(

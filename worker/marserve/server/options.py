@@ -109,6 +109,13 @@ OPTIONS: tuple[Option, ...] = (
         "how long past its deadline a stuck worker may run before it is killed (default 5)",
     ),
     Option(
+        "worker_idle_s",
+        "--worker-idle-seconds",
+        "MARSERVE_WORKER_IDLE_SECONDS",
+        float,
+        "how long a model keeps a spare worker above minWorkers before retiring it (default 60)",
+    ),
+    Option(
         "max_response_size",
         "--max-response-size",
         WORKER_ENV.max_response_size,

@@ -4,7 +4,11 @@ Each worker process loads its own copy of the model. A worker that dies fails it
 with 503 and is restarted after a capped exponential back-off; a worker that cannot load the model
 marks the model FAILED with the reason, because restarting a broken archive forever helps no one.
 A worker past its memory limit says so with its last results and is replaced at once: a planned
-recycle, neither a failure nor a reason to back off.
+recycle, neither a failure nor a reason to back off. Between `minWorkers` and `maxWorkers`, workers
+are added under sustained load and retired when idle (see `worker_scaling.py`).
+
+A supervisor waits for "a batch is ready", "the process exited" and "retire this worker" together;
+cancelling it means only that the server is stopping.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +26,24 @@ from marserve.server.batching import DeadlineSweep, Job, ModelQueue, QueueFullEr
 from marserve.server.config import ServerConfig
 from marserve.server.devices import gpu_for_worker, visible_gpus
 from marserve.server.errors import ServingError, worker_died
-from marserve.server.ipc import AsyncChannel
+from marserve.server.ipc import AsyncChannel, Unreadable
+from marserve.server.messages import (
+    FROM_WORKER,
+    BatchResults,
+    Chunk,
+    FromWorker,
+    Loaded,
+    LoadFailed,
+    RunBatch,
+    Stop,
+    ToWorker,
+    WorkerSpec,
+)
 from marserve.server.metrics import ModelMetrics
 from marserve.server.model_sources import ModelSource
+from marserve.server.states import ModelState, WorkerState
 from marserve.server.worker_process import WorkerProcess
+from marserve.server.worker_scaling import CHECK_INTERVAL_S, Scaling, ScalingPolicy
 
 log = logging.getLogger("marserve.server.scheduler")
 
@@ -35,19 +52,23 @@ BACKOFF_CAP_S = 30.0
 HEALTHY_UPTIME_S = 60.0
 CRASHED = "crash"
 RECYCLED_FOR_MEMORY = "memory"
+RETIRED = "retired"
+
+FrontEndChannel = AsyncChannel[ToWorker, FromWorker]
 
 
-@dataclass
+@dataclass(eq=False)
 class WorkerSlot:
-    """What the management API shows about one worker slot."""
+    """What the management API shows about one worker slot; `retire` asks its process to go."""
 
     index: int
     gpu_id: int | None
-    state: str = "STARTING"
+    state: WorkerState = WorkerState.STARTING
     pid: int | None = None
     started_at: float = field(default_factory=time.time)
     restarts: int = 0
     load_seconds: float | None = None
+    retire: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
 
 class ModelScheduler:
@@ -63,23 +84,16 @@ class ModelScheduler:
             batch_size=self.settings.batch_size,
             max_batch_delay_s=self.settings.max_batch_delay_ms / 1000,
         )
-        visible = visible_gpus(os.environ)
-        self.workers = [
-            WorkerSlot(
-                index=index,
-                gpu_id=gpu_for_worker(
-                    index,
-                    device_ids=self.settings.device_ids,
-                    visible=visible,
-                    device_type=self.settings.device_type,
-                ),
-            )
-            for index in range(self.settings.min_workers)
-        ]
-        self.status = "LOADING"
+        self._visible_gpus = visible_gpus(os.environ)
+        self.workers = [self._slot(index) for index in range(self.settings.min_workers)]
+        self.status = ModelState.LOADING
         self.failure: str | None = None
         self.inflight = 0
-        self.metrics.watch(inflight=lambda: self.inflight, queued=lambda: len(self.queue))
+        self.metrics.watch(
+            inflight=lambda: self.inflight,
+            queued=lambda: len(self.queue),
+            workers=lambda: sum(w.state.serving for w in self.workers),
+        )
         self.deadlines = DeadlineSweep(
             timeout_s=self.settings.response_timeout_s, expired=self._timed_out
         )
@@ -92,7 +106,7 @@ class ModelScheduler:
 
     @property
     def ready(self) -> bool:
-        return self.status == "READY" and any(w.state in ("READY", "BUSY") for w in self.workers)
+        return self.status == ModelState.READY and any(w.state.serving for w in self.workers)
 
     def start(self) -> None:
         if self.source.failure is not None:
@@ -100,6 +114,18 @@ class ModelScheduler:
                 self._fail(worker, self.source.failure)
             return
         self._tasks = [asyncio.create_task(self._supervise(w)) for w in self.workers]
+        if self.settings.max_workers > self.settings.min_workers:
+            self._tasks.append(asyncio.create_task(self._scale()))
+
+    def _slot(self, index: int) -> WorkerSlot:
+        """A new worker slot; its index chooses its GPU, as it always has for the first ones."""
+        gpu_id = gpu_for_worker(
+            index,
+            device_ids=self.settings.device_ids,
+            visible=self._visible_gpus,
+            device_type=self.settings.device_type,
+        )
+        return WorkerSlot(index=index, gpu_id=gpu_id)
 
     def submit(self, job: Job) -> None:
         """Queues a job or raises the ServingError that explains why it cannot be."""
@@ -126,8 +152,8 @@ class ModelScheduler:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
-        if self.status != "FAILED":
-            self.status = "STOPPING"
+        if self.status != ModelState.FAILED:
+            self.status = ModelState.STOPPING
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -141,7 +167,8 @@ class ModelScheduler:
 
     def _others_busy(self) -> bool:
         """Whether every worker but the one asking is busy (the asking one is idle)."""
-        return sum(w.state == "BUSY" for w in self.workers) >= len(self.workers) - 1 > 0
+        busy = sum(w.state is WorkerState.BUSY for w in self.workers)
+        return busy >= len(self.workers) - 1 > 0
 
     def describe(self) -> dict[str, Any]:
         settings = self.settings
@@ -189,6 +216,10 @@ class ModelScheduler:
                 return
             if reason is None:
                 return
+            if reason == RETIRED:
+                self.workers.remove(worker)
+                log.info("worker %s-%d retired after idling", self.name, worker.index)
+                return
             if reason == RECYCLED_FOR_MEMORY:
                 delay = 0.0
                 self.metrics.memory_recycles.inc()
@@ -198,88 +229,169 @@ class ModelScheduler:
                 failures += 1
                 self.metrics.restarts.inc()
             worker.restarts += 1
-            worker.state = "RESTARTING"
+            worker.state = WorkerState.RESTARTING
             log.warning(
                 "worker %s-%d ended (%s); restarting in %.2fs",
                 self.name, worker.index, reason, delay,
             )  # fmt: skip
             await asyncio.sleep(delay)
 
-    async def _run_process(self, worker: WorkerSlot) -> str | None:
-        """Runs one worker process to its end; returns why it should be restarted, or None."""
-        parent, child = socket.socketpair()
-        spawned = time.monotonic()
-        spec = {
-            "model_dir": str(self.source.model_dir),
-            "model_name": self.name,
-            "handler": self._config.handler,
-            "gpu_id": worker.gpu_id,
-            "batch_size": self.settings.batch_size,
-            "intra_op_threads": cpu_threads.intra_op_threads(
+    async def _scale(self) -> None:
+        """Samples the model's load and adds or retires workers between min and max workers."""
+        policy = ScalingPolicy(
+            min_workers=self.settings.min_workers,
+            max_workers=self.settings.max_workers,
+            idle_after_s=self._config.worker_idle_s,
+            now=time.monotonic(),
+        )
+        while self.status in (ModelState.LOADING, ModelState.READY):
+            await asyncio.sleep(CHECK_INTERVAL_S)
+            decision = policy.decide(
+                now=time.monotonic(),
+                queued=len(self.queue),
+                states=[w.state for w in self.workers],
+            )
+            if decision is Scaling.ADD:
+                self._add_worker()
+            elif decision is Scaling.RETIRE:
+                self._retire_idle_worker()
+
+    def _add_worker(self) -> None:
+        taken = {w.index for w in self.workers}
+        worker = self._slot(next(i for i in range(len(taken) + 1) if i not in taken))
+        self.workers.append(worker)
+        self._tasks = [task for task in self._tasks if not task.done()]
+        self._tasks.append(asyncio.create_task(self._supervise(worker)))
+        log.info("model %s is busy: starting worker %s-%d", self.name, self.name, worker.index)
+
+    def _retire_idle_worker(self) -> None:
+        """Asks the idle worker with the highest index to go; the policy saw at least one idle."""
+        idle = [w for w in self.workers if w.state is WorkerState.READY and not w.retire.is_set()]
+        if idle:
+            max(idle, key=lambda w: w.index).retire.set()
+
+    def _spec(self, worker: WorkerSlot) -> WorkerSpec:
+        return WorkerSpec(
+            model_dir=str(self.source.model_dir),
+            model_name=self.name,
+            handler=self._config.handler,
+            gpu_id=worker.gpu_id,
+            batch_size=self.settings.batch_size,
+            yaml_config=self.source.yaml_config,
+            intra_op_threads=cpu_threads.intra_op_threads(
                 workers=self.settings.min_workers,
                 cpus=cpu_threads.usable_cpus(),
                 environ=os.environ,
             ),
-            "log_format": self._config.log_format,
-            "memory_limit_mb": self.settings.max_worker_memory_mb,
-        }
+            log_format=self._config.log_format,
+            memory_limit_mb=self.settings.max_worker_memory_mb,
+        )
+
+    async def _run_process(self, worker: WorkerSlot) -> str | None:
+        """Runs one worker process to its end; returns why it ended, or None to stop the slot."""
+        parent, child = socket.socketpair()
+        spawned = time.monotonic()
         try:
-            process = await WorkerProcess.start(sock=child, spec=spec)
+            process = await WorkerProcess.start(sock=child, spec=self._spec(worker))
         except Exception as error:  # the fork server could not start or fork
             parent.close()
             self._fail(worker, f"cannot start a worker process: {error}")
             return None
         finally:
             child.close()
-        channel = await AsyncChannel.open(parent)
-        worker.pid, worker.state, worker.started_at = process.pid, "STARTING", time.time()
+        channel: FrontEndChannel = await AsyncChannel.open(parent, accepts=FROM_WORKER)
+        worker.pid, worker.state, worker.started_at = process.pid, WorkerState.STARTING, time.time()
         try:
-            message = await self._wait_until_loaded(channel, process)
-            if message is None or message[0] != "ready":
-                code = await process.wait()
-                reason = message[1] if message else f"worker exited with code {code} while loading"
-                self._fail(worker, str(reason))
+            failure = await self._wait_until_loaded(worker, channel=channel, process=process)
+            if failure is not None:
+                self._fail(worker, failure)
                 return None
             worker.load_seconds = time.monotonic() - spawned  # interpreter, torch and model
             self.metrics.worker_loaded(
                 worker_name=f"{self.name}-{worker.index}", seconds=worker.load_seconds
             )
-            worker.state = "READY"
-            if self.status == "LOADING":
-                self.status = "READY"
-            process.on_exit(_interrupt_if_idle(worker, asyncio.current_task()))
-            while True:
-                try:
-                    batch = await self.queue.take(others_busy=self._others_busy)
-                except asyncio.CancelledError:
-                    if process.returncode is None:
-                        raise  # the server is stopping
-                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                    worker.state = "DEAD"
-                    return CRASHED
-                worker.state = "BUSY"
-                if ended := await self._dispatch(batch, channel=channel, process=process):
-                    worker.state = "DEAD"
-                    return ended
-                worker.state = "READY"
+            if self.status == ModelState.LOADING:
+                self.status = ModelState.READY
+            return await self._serve(worker, channel=channel, process=process)
         finally:
             channel.close()
             await process.reap()
 
     async def _wait_until_loaded(
-        self, channel: AsyncChannel, process: WorkerProcess
-    ) -> tuple[Any, ...] | None:
-        """The worker's first message, or a failure once `startupTimeout` has passed."""
+        self, worker: WorkerSlot, *, channel: FrontEndChannel, process: WorkerProcess
+    ) -> str | None:
+        """None once the worker has loaded the model, else why it did not: its own reason, its
+        exit, or `startupTimeout` passing."""
         limit = self.settings.startup_timeout_s
         try:
             async with asyncio.timeout(limit):
-                return await channel.receive()
+                while (message := await channel.receive()) is not None:
+                    if isinstance(message, Loaded):
+                        return None
+                    if isinstance(message, LoadFailed):
+                        return message.reason
+                    self._reject(worker, message)
+                code = await process.wait()
+                return f"worker exited with code {code} while loading"
         except TimeoutError:
             process.kill()
-            return ("failed", f"the model did not load within {limit:g} s (startupTimeout)")
+            return f"the model did not load within {limit:g} s (startupTimeout)"
+
+    async def _serve(
+        self, worker: WorkerSlot, *, channel: FrontEndChannel, process: WorkerProcess
+    ) -> str:
+        """Feeds batches to a loaded worker until its process ends or the worker is retired."""
+        retiring = asyncio.create_task(worker.retire.wait())
+        try:
+            while not worker.retire.is_set():
+                worker.state = WorkerState.READY
+                batch = await self._next_batch(exited=process.exited(), retiring=retiring)
+                if batch is None:
+                    break
+                worker.state = WorkerState.BUSY
+                if ended := await self._dispatch(
+                    batch, worker=worker, channel=channel, process=process
+                ):
+                    worker.state = WorkerState.DEAD
+                    return ended
+        finally:
+            retiring.cancel()
+        if worker.retire.is_set():
+            if not process.exited().done():
+                channel.send(Stop())
+            return RETIRED
+        worker.state = WorkerState.DEAD
+        return CRASHED
+
+    async def _next_batch(
+        self, *, exited: asyncio.Future[None], retiring: asyncio.Task[Any]
+    ) -> list[Job] | None:
+        """The next batch, or None when the process exits or the worker is retired first."""
+        taking = asyncio.create_task(self.queue.take(others_busy=self._others_busy))
+        try:
+            await asyncio.wait((taking, exited, retiring), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the server is stopping
+            await self._abandon(taking)
+            raise
+        if not taking.done() or exited.done():
+            await self._abandon(taking)
+            return None
+        return taking.result()
+
+    async def _abandon(self, taking: asyncio.Task[list[Job]]) -> None:
+        """Stops a take no longer wanted; a batch it already holds goes back to the queue."""
+        taking.cancel()
+        await asyncio.wait((taking,))
+        if not taking.cancelled() and taking.exception() is None:
+            self.queue.requeue(taking.result())
 
     async def _dispatch(
-        self, batch: list[Job], *, channel: AsyncChannel, process: WorkerProcess
+        self,
+        batch: list[Job],
+        *,
+        worker: WorkerSlot,
+        channel: FrontEndChannel,
+        process: WorkerProcess,
     ) -> str | None:
         """Sends one batch and delivers its answers; returns why the worker ended, if it did."""
         now = time.monotonic()
@@ -287,7 +399,7 @@ class ModelScheduler:
             job.dispatched = now
         self._batch_ids += 1
         batch_id = self._batch_ids
-        channel.send(("batch", batch_id, [job.request for job in batch]))
+        channel.send(RunBatch(batch_id, [job.request for job in batch]))
         self.metrics.batch_size.observe(len(batch))
         stuck_after = (
             min(job.enqueued for job in batch)
@@ -299,14 +411,15 @@ class ModelScheduler:
         by_id = {job.request_id: job for job in batch}
         try:
             while (message := await channel.receive()) is not None:
-                if message[0] == "chunk":
-                    if (streaming := by_id.get(message[1])) is not None:
-                        streaming.deliver_chunk(message[2])
-                elif message[0] == "results" and message[1] == batch_id:
-                    for job, result in zip(batch, message[2], strict=False):
+                if isinstance(message, Chunk) and message.request_id in by_id:
+                    by_id[message.request_id].deliver_chunk(message.result)
+                elif isinstance(message, BatchResults) and message.batch_id == batch_id:
+                    for job, result in zip(batch, message.results, strict=False):
                         job.deliver(result)
-                    self.metrics.handler_records(message[3])
-                    return RECYCLED_FOR_MEMORY if message[4] else None
+                    self.metrics.handler_records(message.metrics)
+                    return RECYCLED_FOR_MEMORY if message.recycle else None
+                else:
+                    self._reject(worker, message)
         except asyncio.CancelledError:
             for job in batch:
                 job.fail(ServingError(503, "ServiceUnavailable", "The server stopped"))
@@ -319,24 +432,29 @@ class ModelScheduler:
             job.fail(worker_died(self.name, detail))
         return CRASHED
 
+    def _reject(self, worker: WorkerSlot, message: FromWorker | Unreadable) -> None:
+        """Counts and logs a message the front end cannot use, then carries on reading.
+
+        Frames are length-prefixed, so one bad frame leaves the next one readable: the worker is
+        not ended for it. A batch whose results never come is ended by its watchdog, as a stuck
+        batch is.
+        """
+        self.metrics.rejected_messages.inc()
+        if isinstance(message, Unreadable):
+            what = message.reason
+        elif isinstance(message, BatchResults):
+            what = f"results for batch {message.batch_id}, which it is not running"
+        elif isinstance(message, Chunk):
+            what = f"a chunk for request {message.request_id!r}, which it is not running"
+        else:
+            what = f"{type(message).__name__} out of turn"
+        log.error("worker %s-%d sent a message that is skipped: %s", self.name, worker.index, what)
+
     def _fail(self, worker: WorkerSlot, reason: str) -> None:
-        worker.state = "FAILED"
-        self.status = "FAILED"
+        worker.state = WorkerState.FAILED
+        self.status = ModelState.FAILED
         self.failure = reason
         log.error("model %s failed to load: %s", self.name, reason)
         self.queue.fail_all(
             ServingError(503, "ModelLoadFailed", f"Model {self.name!r} failed to load: {reason}")
         )
-
-
-def _interrupt_if_idle(worker: WorkerSlot, task: asyncio.Task[Any] | None) -> Callable[[], None]:
-    """Wakes a supervisor waiting for work when its worker dies, so the death is seen at once.
-
-    A busy worker's death shows as the end of its channel instead.
-    """
-
-    def interrupt() -> None:
-        if worker.state == "READY" and task is not None:
-            task.cancel()
-
-    return interrupt

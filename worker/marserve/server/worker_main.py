@@ -13,17 +13,30 @@ import os
 import signal
 import socket
 import sys
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from marserve.results import PredictionResult
-from marserve.server.ipc import BlockingChannel
+from marserve.server.ipc import BlockingChannel, Unreadable
 from marserve.server.logs import configure_logging
+from marserve.server.messages import (
+    TO_WORKER,
+    BatchResults,
+    Chunk,
+    FromWorker,
+    Loaded,
+    LoadFailed,
+    Stop,
+    ToWorker,
+    WorkerSpec,
+)
 
 if TYPE_CHECKING:
     from marserve.service import Service
 
 log = logging.getLogger("marserve")
 
+WorkerChannel = BlockingChannel[FromWorker, ToWorker]
 MEMORY_RECYCLE_EXIT_CODE = 75  # EX_TEMPFAIL: a planned replacement, not a crash
 _MIB = 2**20
 
@@ -44,53 +57,39 @@ def resident_bytes() -> int:
         return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
-def _metric_tuples(service: Service) -> list[tuple[Any, ...]]:
-    """Drains the handler's metrics into plain tuples the front end can export."""
-    return [
-        (
-            record.name,
-            float(record.value),
-            record.unit,
-            tuple(sorted(dict(record.dimensions).items())),
-            str(record.metric_type),
-            record.request_id,
-        )
-        for record in service.metrics.drain()
-    ]
-
-
-def _load(spec: dict[str, Any]) -> Service:
+def _load(spec: WorkerSpec) -> Service:
     from marserve.model_loader import load_service
 
     return load_service(
-        spec["model_dir"],
-        model_name=spec["model_name"],
-        handler=spec.get("handler"),
-        gpu_id=spec.get("gpu_id"),
-        batch_size=spec["batch_size"],
-        envelope=spec.get("envelope"),
-        limit_max_image_pixels=spec.get("limit_max_image_pixels", True),
+        Path(spec.model_dir),
+        model_name=spec.model_name,
+        handler=spec.handler,
+        gpu_id=spec.gpu_id,
+        batch_size=spec.batch_size,
+        yaml_config=spec.yaml_config,
     )
 
 
-def serve(channel: BlockingChannel, spec: dict[str, Any]) -> int:
-    """Loads the model, reports ready or failed, then answers batches until told to stop."""
+def serve(channel: WorkerChannel, spec: WorkerSpec) -> int:
+    """Loads the model, reports it loaded or failed, then answers batches until told to stop."""
     try:
         service = _load(spec)
     except BaseException as error:  # any load failure is reported, not raised
         reason = f"{type(error).__name__}: {error}".strip()
-        log.exception("model %s could not be loaded", spec["model_name"])
-        channel.send(("failed", reason))
+        log.exception("model %s could not be loaded", spec.model_name)
+        channel.send(LoadFailed(reason))
         return 1
     service.context.intermediate_response_sink = lambda result: channel.send(
-        ("chunk", result.request_id, result)
+        Chunk(result.request_id, result)
     )
     gc.freeze()  # the model and its handler live as long as the worker: see `run_child`
-    channel.send(("ready",))
-    limit = int(spec.get("memory_limit_mb") or 0) * _MIB
-    while (message := channel.receive()) is not None and message[0] == "batch":
-        _, batch_id, requests = message
-        batch = [request.batch_element() for request in requests]
+    channel.send(Loaded())
+    limit = spec.memory_limit_mb * _MIB
+    while (message := channel.receive()) is not None and not isinstance(message, Stop):
+        if isinstance(message, Unreadable):
+            log.error("worker of model %s skipped a message: %s", spec.model_name, message.reason)
+            continue
+        batch = [request.batch_element() for request in message.requests]
         try:
             results = service.predict(batch)
         except Exception as error:  # the batch fails, the worker lives on
@@ -113,17 +112,17 @@ def serve(channel: BlockingChannel, spec: dict[str, Any]) -> int:
         # sends this worker no further batch, and nothing queued can be lost to its exit.
         resident = resident_bytes() if limit else 0
         recycle = resident > limit > 0
-        channel.send(("results", batch_id, results, _metric_tuples(service), recycle))
+        channel.send(BatchResults(message.batch_id, results, service.metrics.drain(), recycle))
         if recycle:
             log.warning(
                 "worker of model %s (pid %d) holds %d MiB, over its %d MiB limit; replacing it",
-                spec["model_name"], os.getpid(), resident // _MIB, limit // _MIB,
+                spec.model_name, os.getpid(), resident // _MIB, limit // _MIB,
             )  # fmt: skip
             return MEMORY_RECYCLE_EXIT_CODE
     return 0
 
 
-def run_child(sock: socket.socket, spec: dict[str, Any]) -> None:
+def run_child(sock: socket.socket, spec: WorkerSpec) -> None:
     """The forked worker's entry point: serve on `sock` from inside the model directory.
 
     Everything torch imported, and later the loaded model, is moved out of the garbage collector's
@@ -134,12 +133,11 @@ def run_child(sock: socket.socket, spec: dict[str, Any]) -> None:
     """
     gc.freeze()
     gc.enable()
-    os.chdir(spec["model_dir"])
+    os.chdir(spec.model_dir)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure_logging(spec.get("log_format", "text"))
-    threads = spec.get("intra_op_threads")
-    if threads:
+    configure_logging(spec.log_format)
+    if spec.intra_op_threads:
         import torch  # already imported by the fork server
 
-        torch.set_num_threads(threads)
-    sys.exit(serve(BlockingChannel(sock), spec))
+        torch.set_num_threads(spec.intra_op_threads)
+    sys.exit(serve(BlockingChannel(sock, accepts=TO_WORKER), spec))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 from marserve.server import fork_server, worker_main
+from marserve.server.messages import WorkerSpec
 
 
 class WorkerProcess:
@@ -16,14 +15,15 @@ class WorkerProcess:
 
     def __init__(self, process: BaseProcess) -> None:
         self._process = process
+        self._exited: asyncio.Future[None] | None = None
 
     @classmethod
-    async def start(cls, *, sock: socket.socket, spec: dict[str, Any]) -> WorkerProcess:
+    async def start(cls, *, sock: socket.socket, spec: WorkerSpec) -> WorkerProcess:
         """Forks a worker serving on `sock`; starts the fork server unless it already runs."""
         process = fork_server.context().Process(
             target=worker_main.run_child,
             args=(sock, spec),
-            name=f"marserve-worker-{spec['model_name']}",
+            name=f"marserve-worker-{spec.model_name}",
         )
         await asyncio.to_thread(process.start)  # blocks while the fork server imports torch
         return cls(process)
@@ -36,16 +36,25 @@ class WorkerProcess:
     def returncode(self) -> int | None:
         return self._process.exitcode
 
-    def on_exit(self, callback: Callable[[], None]) -> None:
-        """Calls `callback` on the event loop once the process has exited."""
-        loop = asyncio.get_running_loop()
-        sentinel = self._process.sentinel
+    def exited(self) -> asyncio.Future[None]:
+        """Resolves once the process has exited. The sentinel is watched once and the future
+        shared, so the supervisor can wait on it beside other work while `wait` also uses it."""
+        if self._exited is None:
+            loop = asyncio.get_running_loop()
+            exited: asyncio.Future[None] = loop.create_future()
+            sentinel = self._process.sentinel
 
-        def exited() -> None:
-            loop.remove_reader(sentinel)
-            callback()
+            def mark_exited() -> None:
+                loop.remove_reader(sentinel)
+                if not exited.done():
+                    exited.set_result(None)
 
-        loop.add_reader(sentinel, exited)
+            if self._process.exitcode is None:
+                loop.add_reader(sentinel, mark_exited)
+            else:
+                exited.set_result(None)
+            self._exited = exited
+        return self._exited
 
     def kill(self) -> None:
         if self._process.exitcode is None:
@@ -53,22 +62,7 @@ class WorkerProcess:
 
     async def wait(self) -> int:
         """Waits for the exit without blocking the loop; a signal gives its negative number."""
-        code = self._process.exitcode
-        if code is not None:
-            return code
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-        sentinel = self._process.sentinel
-
-        def mark_exited() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(sentinel, mark_exited)
-        try:
-            await exited
-        finally:
-            loop.remove_reader(sentinel)
+        await asyncio.shield(self.exited())
         self._process.join(timeout=1)
         code = self._process.exitcode
         return -1 if code is None else code
