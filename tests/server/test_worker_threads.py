@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from marserve.loading import cpu
 from marserve.server import cpu_threads as threads
 
 
@@ -24,13 +25,22 @@ def test_a_thread_count_set_by_the_user_is_left_to_torch(name: str) -> None:
     assert threads.intra_op_threads(workers=1, cpus=16, environ={name: "4"}) is None
 
 
-def test_a_cgroup_quota_caps_the_usable_cpus(tmp_path: Path) -> None:
-    cpu_max = tmp_path / "cpu.max"
-    visible = threads.usable_cpus(cpu_max=tmp_path / "missing")
-
+def test_a_cgroup_quota_v2_or_v1_caps_the_cpus_shared_out(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cpu_max, quota, period = tmp_path / "cpu.max", tmp_path / "quota", tmp_path / "period"
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda _pid: set(range(16)))
+    monkeypatch.setattr(cpu, "CGROUP_V2_CPU_MAX", cpu_max)
+    monkeypatch.setattr(cpu, "CGROUP_V1_QUOTA", quota)
+    monkeypatch.setattr(cpu, "CGROUP_V1_PERIOD", period)
+    assert cpu.available_cpus() == 16
     cpu_max.write_text("max 100000\n")
-    assert threads.usable_cpus(cpu_max=cpu_max) == visible
+    assert cpu.available_cpus() == 16
     cpu_max.write_text("50000 100000\n")
-    assert threads.usable_cpus(cpu_max=cpu_max) == 1
-    cpu_max.write_text(f"{(visible + 8) * 100000} 100000\n")
-    assert threads.usable_cpus(cpu_max=cpu_max) == visible
+    assert cpu.available_cpus() == 1
+    cpu_max.write_text(f"{24 * 100000} 100000\n")
+    assert cpu.available_cpus() == 16
+    cpu_max.unlink()
+    quota.write_text("300000\n")
+    period.write_text("100000\n")
+    assert threads.intra_op_threads(workers=1, cpus=cpu.available_cpus(), environ={}) == 2

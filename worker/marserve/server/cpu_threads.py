@@ -3,31 +3,15 @@
 torch starts one OpenMP thread per core it can see. With a front end, several workers and, in a
 pod, a CPU quota smaller than the node, that is more threads than cores: a parallel region then
 waits for a thread that is not running, and spins. Each worker gets an equal share of the CPUs
-this process may use, one kept for the front end; OMP_NUM_THREADS or MKL_NUM_THREADS in the
-environment win.
+this process may use (`loading.cpu.available_cpus`: affinity and cgroup v2 or v1 quota), one kept
+for the front end; OMP_NUM_THREADS or MKL_NUM_THREADS in the environment win.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
 USER_SETTINGS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-
-
-def usable_cpus(*, cpu_max: Path = CGROUP_CPU_MAX) -> int:
-    """CPUs in this process's affinity mask, capped by a cgroup v2 CPU quota when there is one."""
-    cpus = len(os.sched_getaffinity(0))
-    try:
-        quota, period = cpu_max.read_text().split()[:2]
-    except (OSError, ValueError):
-        return cpus
-    if quota == "max":
-        return cpus
-    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
 
 
 def intra_op_threads(*, workers: int, cpus: int, environ: Mapping[str, str]) -> int | None:

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from marserve.loading.cpu import available_cpus
 from marserve.server import cpu_threads
 from marserve.server.batching import DeadlineSweep, Job, ModelQueue, QueueFullError
 from marserve.server.config import ServerConfig
@@ -280,7 +281,7 @@ class ModelScheduler:
             yaml_config=self.source.yaml_config,
             intra_op_threads=cpu_threads.intra_op_threads(
                 workers=self.settings.min_workers,
-                cpus=cpu_threads.usable_cpus(),
+                cpus=available_cpus(),
                 environ=os.environ,
             ),
             log_format=self._config.log_format,
