@@ -79,14 +79,17 @@ class ScriptedHandler:
                 answers.append("x" * body["big"])
             elif isinstance(body, dict) and body.get("garble"):
                 # Writes what no front end can use onto this worker's own channel, ahead of the
-                # batch's results: a frame that does not unpickle and a value that is no message.
-                import pickle
+                # batch's results: a frame that does not unpickle, a value that is no message
+                # and results for a batch the front end never sent.
                 import struct
+
+                from marserve.server.messages import BatchResults
 
                 channel = context.intermediate_response_sink.__closure__[0].cell_contents
                 payload = b"garbage, no pickle"
                 channel._sock.sendall(struct.pack("!I", len(payload)) + payload)
                 channel.send(("results", 0, [], [], False))
+                channel.send(BatchResults(batch_id=-1, results=[], metrics=[], recycle=False))
                 answers.append("garbled")
             else:
                 answers.append({"batch": len(data), "gpu": self.gpu_id, "pid": os.getpid()})

@@ -109,8 +109,8 @@ async def test_every_documented_metric_is_exported(main_server: Any, http: Any) 
 async def test_messages_a_worker_garbles_are_counted_and_skipped(
     main_server: Any, http: Any
 ) -> None:
-    """A worker writes an unpicklable frame and a bare tuple ahead of its results: the front end
-    counts both, still delivers the batch, and keeps the worker."""
+    """A worker writes an unpicklable frame, a bare tuple and results for a batch never sent ahead
+    of its results: the front end counts all three, still delivers the batch, keeps the worker."""
     before = await scrape(main_server)
     url = f"{main_server.inference}/predictions/mlp"
     async with http.post(url, json={"garble": True}) as response:
@@ -119,10 +119,12 @@ async def test_messages_a_worker_garbles_are_counted_and_skipped(
         assert response.status == 200
     after = await scrape(main_server)
     rejected = "marserve_worker_messages_rejected_total"
-    assert value(after, rejected, model="mlp") - value(before, rejected, model="mlp") == 2
+    assert value(after, rejected, model="mlp") - value(before, rejected, model="mlp") == 3
     restarts = "marserve_worker_restarts_total"
     assert value(after, restarts, model="mlp") == value(before, restarts, model="mlp")
-    assert "sent a message that is skipped: a frame holds tuple" in main_server.log()
+    log = main_server.log()
+    assert "sent a message that is skipped: a frame holds tuple" in log
+    assert "results for batch -1, which it is not running" in log
 
 
 async def test_name_query_selects_families_as_torchserve_does(main_server: Any, http: Any) -> None:
