@@ -59,6 +59,7 @@ class WorkerEnv:
     grace_period_seconds: str = "MARSERVE_GRACE_PERIOD_SECONDS"
     max_request_size: str = "MARSERVE_MAX_REQUEST_SIZE"
     worker_grace_seconds: str = "MARSERVE_WORKER_GRACE_SECONDS"
+    worker_idle_seconds: str = "MARSERVE_WORKER_IDLE_SECONDS"
     max_response_size: str = "MARSERVE_MAX_RESPONSE_SIZE"
     batch_size: str = "MARSERVE_BATCH_SIZE"
     max_batch_delay_ms: str = "MARSERVE_MAX_BATCH_DELAY_MS"

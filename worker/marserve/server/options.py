@@ -111,7 +111,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "worker_idle_s",
         "--worker-idle-seconds",
-        "MARSERVE_WORKER_IDLE_SECONDS",
+        WORKER_ENV.worker_idle_seconds,
         float,
         "how long a model keeps a spare worker above minWorkers before retiring it (default 60)",
     ),
