@@ -1,11 +1,16 @@
-"""Pure pieces of the protocols: v2 tensor checks and shaping, GPU assignment."""
+"""Pure pieces of the protocols: v2 tensor checks and shaping, GPU assignment, IPC frames,
+the JSON error body."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from marserve import error_body, responses
 from marserve.server import devices, tensors
 from marserve.server.errors import ServingError
 
@@ -54,3 +59,23 @@ def test_gpus_are_assigned_round_robin(tmp_path: Path) -> None:
         (tmp_path / name).touch()
     assert devices.visible_gpus({}, dev_dir=tmp_path) == (0, 1)
     assert devices.visible_gpus({}, dev_dir=tmp_path / "none") == ()
+
+
+def test_front_end_and_worker_errors_carry_the_same_json_body() -> None:
+    expected = {"code": 429, "type": "TooManyRequests", "message": "retry \u00e9"}
+    assert json.loads(error_body.encode(429, "TooManyRequests", "retry \u00e9")) == expected
+    front_end = ServingError(429, "TooManyRequests", "retry \u00e9").response()
+    assert front_end.body == error_body.encode(429, "TooManyRequests", "retry \u00e9")
+    worker = responses.failure(
+        request_id="r", code=429, error_type="TooManyRequests", message="retry \u00e9"
+    )
+    assert (worker.status, worker.body) == (429, front_end.body)
+
+
+def test_the_error_body_is_importable_without_aiohttp() -> None:
+    """The worker process builds error bodies too, and must not import the HTTP stack."""
+    probe = "import sys, marserve.error_body; print('aiohttp' in sys.modules)"
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert completed.stdout.strip() == "False"

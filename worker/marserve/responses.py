@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any
 
+from marserve import error_body
 from marserve.context import Context
 from marserve.results import PredictionResult
 
@@ -62,8 +63,8 @@ def success(*, idx: int, request_id: str, value: Any, context: Context) -> Predi
 
 
 def failure(*, request_id: str, code: int, error_type: str, message: str) -> PredictionResult:
-    """The JSON error body every marserve error carries: `{"code", "type", "message"}`."""
-    body = json.dumps({"code": code, "type": error_type, "message": message}).encode("utf-8")
+    """A failed request's result, with the JSON error body every marserve error carries."""
+    body = error_body.encode(code, error_type, message)
     return PredictionResult(request_id=request_id, status=code, body=body, content_type=JSON)
 
 

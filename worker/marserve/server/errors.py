@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from aiohttp import web
+
+from marserve import error_body
 
 
 class ServingError(Exception):
@@ -29,16 +30,12 @@ class ServingError(Exception):
         return error_response(self.status, self.error_type, self.message, headers=self.headers)
 
 
-def error_body(status: int, error_type: str, message: str) -> bytes:
-    return json.dumps({"code": status, "type": error_type, "message": message}).encode()
-
-
 def error_response(
     status: int, error_type: str, message: str, *, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     return web.Response(
         status=status,
-        body=error_body(status, error_type, message),
+        body=error_body.encode(status, error_type, message),
         content_type="application/json",
         headers=headers,
     )
