@@ -1,4 +1,4 @@
-"""The server: three aiohttp apps (inference, management, metrics) over one data plane.
+"""The server: three aiohttp apps (inference, management, metrics) over the served models.
 
 It owns the life cycle: start the workers and the listeners, and on shutdown turn readiness off at
 once, let in-flight requests finish within the grace period, then stop workers and listeners.
@@ -15,7 +15,6 @@ from typing import Any
 from aiohttp import web
 
 from marserve.server.config import ServerConfig
-from marserve.server.dataplane import DataPlane
 from marserve.server.metrics import CONTENT_TYPE, ServerMetrics
 from marserve.server.middleware import make_middleware, read_token
 from marserve.server.model_sources import ModelSource
@@ -25,6 +24,7 @@ from marserve.server.routes_inference import InferenceRoutes
 from marserve.server.routes_management import ManagementRoutes
 from marserve.server.routes_v2 import V2Routes, server_version
 from marserve.server.scheduler import ModelScheduler
+from marserve.server.served_models import ServedModels
 
 log = logging.getLogger("marserve.server")
 
@@ -35,7 +35,7 @@ class Server:
     def __init__(self, config: ServerConfig, sources: Sequence[ModelSource]) -> None:
         self.config = config
         self.metrics = ServerMetrics()
-        self.plane = DataPlane(
+        self.models = ServedModels(
             {
                 source.name: ModelScheduler(
                     source=source,
@@ -53,14 +53,13 @@ class Server:
         middleware = make_middleware(metrics=self.metrics, token=token)
         size = self.config.max_request_size
         inference = web.Application(middlewares=[middleware], client_max_size=size)
-        InferenceRoutes(self.plane, max_response_size=self.config.max_response_size).add_to(
-            inference
-        )
-        V2Routes(self.plane, max_response_size=self.config.max_response_size).add_to(inference)
+        limit = self.config.max_response_size
+        InferenceRoutes(self.models, max_response_size=limit).add_to(inference)
+        V2Routes(self.models, max_response_size=limit).add_to(inference)
         document = inference_document(server_version())
         inference.router.add_get("/openapi.json", _constant_json(document))
         management = web.Application(middlewares=[middleware], client_max_size=size)
-        ManagementRoutes(self.plane).add_to(management)
+        ManagementRoutes(self.models).add_to(management)
         metrics = web.Application(middlewares=[make_middleware(metrics=self.metrics, token=None)])
         metrics.router.add_get("/metrics", self._metrics)
         return {
@@ -81,11 +80,11 @@ class Server:
             self._runners.append(runner)
             host, bound = runner.addresses[0][:2]
             self.addresses[name] = (host, bound)
-        for model_runner in self.plane.runners.values():
-            model_runner.start()
+        for scheduler in self.models.by_name.values():
+            scheduler.start()
         log.info(
             "serving %s; inference %s:%d, management %s:%d, metrics %s:%d",
-            ", ".join(self.plane.runners),
+            ", ".join(self.models.by_name),
             *self.addresses["inference"],
             *self.addresses["management"],
             *self.addresses["metrics"],
@@ -93,14 +92,14 @@ class Server:
 
     async def shutdown(self) -> None:
         """Graceful stop: not ready at once, drain in-flight work, stop workers, close ports."""
-        self.plane.accepting = False
+        self.models.accepting = False
         log.info("shutting down: draining for up to %gs", self.config.grace_period_s)
         deadline = time.monotonic() + self.config.grace_period_s
-        runners = list(self.plane.runners.values())
+        schedulers = list(self.models.by_name.values())
         await asyncio.gather(
-            *(runner.drain(max(0.0, deadline - time.monotonic())) for runner in runners)
+            *(scheduler.drain(max(0.0, deadline - time.monotonic())) for scheduler in schedulers)
         )
-        await asyncio.gather(*(runner.stop() for runner in runners))
+        await asyncio.gather(*(scheduler.stop() for scheduler in schedulers))
         for app_runner in self._runners:
             await app_runner.cleanup()
         log.info("stopped")

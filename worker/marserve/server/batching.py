@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 
 from marserve.inference_request import InferenceRequest
 from marserve.results import PredictionResult
@@ -29,7 +30,8 @@ class Job:
     """One request travelling from an HTTP handler through the queue to a worker and back.
 
     `outcome` resolves with the first thing the worker says about this request: its final
-    `PredictionResult`, or the first streamed chunk, after which `stream` carries the rest.
+    `PredictionResult`, or the first streamed chunk, after which `stream` carries the rest and
+    then None, its end.
     """
 
     __slots__ = ("dispatched", "enqueued", "outcome", "request", "request_id", "stream")
@@ -41,8 +43,8 @@ class Job:
         self.request = request
         self.enqueued = time.monotonic()
         self.dispatched = -1.0
-        self.outcome: asyncio.Future[PredictionResult | StreamStart] = loop.create_future()
-        self.stream: asyncio.Queue[PredictionResult | BaseException] | None = None
+        self.outcome: asyncio.Future[PredictionResult] = loop.create_future()
+        self.stream: asyncio.Queue[PredictionResult | BaseException | None] | None = None
 
     @property
     def pending(self) -> bool:
@@ -53,12 +55,12 @@ class Job:
             self.stream.put_nowait(result)
         elif self.pending:
             self.stream = asyncio.Queue()
-            self.outcome.set_result(StreamStart(result))
+            self.outcome.set_result(result)
 
     def deliver(self, result: PredictionResult) -> None:
         if self.stream is not None:
             self.stream.put_nowait(result)
-            self.stream.put_nowait(StreamEnd())
+            self.stream.put_nowait(None)
         elif self.pending:
             self.outcome.set_result(result)
 
@@ -68,18 +70,31 @@ class Job:
         elif self.pending:
             self.outcome.set_exception(error)
 
-
-class StreamStart:
-    """The first chunk of a streamed answer; the rest follow on `Job.stream`."""
-
-    __slots__ = ("first",)
-
-    def __init__(self, first: PredictionResult) -> None:
-        self.first = first
+    def rest(self) -> AsyncIterator[PredictionResult] | None:
+        """The results after the first when the answer is streamed; None when it is one result."""
+        return None if self.stream is None else _stream_results(self.stream)
 
 
-class StreamEnd(Exception):  # noqa: N818 - a marker, not an error
-    """Marks the end of a stream on `Job.stream` (after the final result)."""
+async def _stream_results(
+    stream: asyncio.Queue[PredictionResult | BaseException | None],
+) -> AsyncIterator[PredictionResult]:
+    """Yields a stream's results up to its end; a failure mid-stream is raised where it came."""
+    while (item := await stream.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+@dataclass(slots=True)
+class Reply:
+    """A model's answer to one request, the one shape every route receives from the scheduler.
+
+    `first` is the whole answer, or a streamed answer's first chunk; then `rest` yields the
+    following chunks and the final result, and raises the error that cut the stream short.
+    """
+
+    first: PredictionResult
+    rest: AsyncIterator[PredictionResult] | None
 
 
 class DeadlineSweep:

@@ -1,19 +1,23 @@
-"""Reading request bodies into named inputs and writing results back, shared by every route."""
+"""Reading request bodies into named inputs and writing replies back, shared by every route."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from marserve.inference_request import Parameter
+from marserve.inference_request import InferenceRequest, Parameter
 from marserve.results import PredictionResult
-from marserve.server.batching import Job, StreamEnd, StreamStart
+from marserve.server.batching import Reply
 from marserve.server.errors import ServingError
 
 REQUEST_ID = web.RequestKey("request_id", str)
+JSON = "application/json"
+# TorchServe tells handlers which API was called with an `explain` header of its own.
+EXPLAIN = {True: ("explain", "True"), False: ("explain", "False")}
 
 
 async def read_parameters(request: web.Request) -> list[Parameter]:
@@ -41,19 +45,42 @@ async def read_parameters(request: web.Request) -> list[Parameter]:
     return parameters
 
 
-def request_headers(request: web.Request, *, explain: bool) -> list[tuple[str, str]]:
-    headers = list(request.headers.items())
-    headers.append(("explain", "True" if explain else "False"))
-    return headers
+def json_parameter(name: str, value: Any) -> Parameter:
+    """One input holding a JSON value, serialised once here for the handler to parse."""
+    return Parameter(name, JSON, json.dumps(value).encode())
 
 
-async def read_json(request: web.Request) -> Any:
-    """Decodes a JSON body or raises 400 with what was wrong."""
-    body = await request.read()
+def inference_request(
+    request: web.Request,
+    parameters: Sequence[Parameter],
+    *,
+    explain: bool,
+    request_id: str | None = None,
+) -> InferenceRequest:
+    """The typed request a scheduler takes: these inputs with the call's id and HTTP headers."""
+    return InferenceRequest(
+        request_id=request_id or request[REQUEST_ID],
+        parameters=tuple(parameters),
+        headers=(*request.headers.items(), EXPLAIN[explain]),
+    )
+
+
+def parse_json(body: bytes) -> Any:
+    """Decodes a JSON request body or raises 400 with what was wrong."""
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise ServingError(400, "BadRequest", f"Request body is not valid JSON: {error}") from error
+
+
+def decode_result_body(result: PredictionResult) -> Any:
+    """A handler's answer as a JSON value: parsed when it is JSON, text otherwise."""
+    if "json" in result.content_type or not result.content_type:
+        try:
+            return json.loads(result.body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pass
+    return result.body.decode(errors="replace")
 
 
 def result_response(result: PredictionResult, *, max_size: int) -> web.Response:
@@ -69,21 +96,27 @@ def result_response(result: PredictionResult, *, max_size: int) -> web.Response:
     return web.Response(status=result.status, body=result.body, headers=headers)
 
 
-async def stream_response(
-    request: web.Request, *, start: StreamStart, job: Job
+async def reply_response(
+    request: web.Request, reply: Reply, *, max_size: int
 ) -> web.StreamResponse:
-    """Writes a streamed answer as HTTP/1.1 chunked output, one chunk per intermediate result."""
-    first = start.first
+    """A reply as HTTP: one response, or HTTP/1.1 chunked output with one chunk per result.
+
+    A stream cut short (the worker died, the deadline passed) ends with an `{"error": ...}` line,
+    since its status line has already gone out.
+    """
+    first = reply.first
+    if reply.rest is None:
+        return result_response(first, max_size=max_size)
     response = web.StreamResponse(status=first.status, headers=dict(first.headers))
     response.headers["Content-Type"] = first.content_type or "application/octet-stream"
     response.headers["X-Request-Id"] = request[REQUEST_ID]
     response.enable_chunked_encoding()
     await response.prepare(request)
     await response.write(first.body)
-    assert job.stream is not None
-    while not isinstance(item := await job.stream.get(), BaseException):
-        await response.write(item.body)
-    if not isinstance(item, StreamEnd):
-        await response.write(f'\n{{"error": {json.dumps(str(item))}}}\n'.encode())
+    try:
+        async for result in reply.rest:
+            await response.write(result.body)
+    except ServingError as error:
+        await response.write(f'\n{{"error": {json.dumps(error.message)}}}\n'.encode())
     await response.write_eof()
     return response

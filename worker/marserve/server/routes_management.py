@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from marserve.server.dataplane import DataPlane
+from marserve.server.served_models import ServedModels
 
 
 class ManagementRoutes:
     """Handlers of the management API."""
 
-    def __init__(self, plane: DataPlane) -> None:
-        self.plane = plane
+    def __init__(self, models: ServedModels) -> None:
+        self.models = models
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/models", self.list_models)
@@ -24,14 +24,14 @@ class ManagementRoutes:
 
     async def list_models(self, request: web.Request) -> web.Response:
         models = [
-            {"modelName": name, "modelUrl": str(runner.source.model_dir), "status": runner.status}
-            for name, runner in sorted(self.plane.runners.items())
+            {"modelName": name, "modelUrl": str(s.source.model_dir), "status": s.status}
+            for name, s in sorted(self.models.by_name.items())
         ]
         return web.json_response({"models": models})
 
     async def describe(self, request: web.Request) -> web.Response:
         version = request.match_info.get("version")
-        runner = self.plane.runner(
+        scheduler = self.models.find(
             request.match_info["model"], None if version == "all" else version
         )
-        return web.json_response([runner.describe()])
+        return web.json_response([scheduler.describe()])

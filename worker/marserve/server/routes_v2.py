@@ -7,25 +7,24 @@ declared, and the handler's JSON answer is returned as an output tensor.
 
 from __future__ import annotations
 
-import json
 from importlib import metadata
 from typing import Any
 
 from aiohttp import web
 
 from marserve.inference_request import Parameter
-from marserve.server.dataplane import DataPlane
 from marserve.server.http_io import (
+    JSON,
     REQUEST_ID,
-    read_json,
-    request_headers,
+    decode_result_body,
+    inference_request,
+    json_parameter,
+    parse_json,
     result_response,
 )
-from marserve.server.routes_inference import decode_result_body
 from marserve.server.scheduler import ModelScheduler
-from marserve.server.tensors import flatten, output_tensor, reshape, validate_request
-
-JSON = "application/json"
+from marserve.server.served_models import ServedModels
+from marserve.server.tensors import output_tensor, reshape, validate_request
 
 
 def server_version() -> str:
@@ -38,8 +37,8 @@ def server_version() -> str:
 class V2Routes:
     """Handlers of the Open Inference Protocol REST API."""
 
-    def __init__(self, plane: DataPlane, *, max_response_size: int) -> None:
-        self.plane = plane
+    def __init__(self, models: ServedModels, *, max_response_size: int) -> None:
+        self.models = models
         self.max_response_size = max_response_size
 
     def add_to(self, app: web.Application) -> None:
@@ -52,9 +51,9 @@ class V2Routes:
             router.add_get(f"{base}/ready", self.model_ready)
             router.add_post(f"{base}/infer", self.infer)
 
-    def _runner(self, request: web.Request) -> ModelScheduler:
+    def _scheduler(self, request: web.Request) -> ModelScheduler:
         info = request.match_info
-        return self.plane.runner(info["model"], info.get("version"))
+        return self.models.find(info["model"], info.get("version"))
 
     async def server_metadata(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -65,15 +64,15 @@ class V2Routes:
         return web.json_response({"live": True})
 
     async def ready(self, request: web.Request) -> web.Response:
-        ready = self.plane.ready
+        ready = self.models.ready
         return web.json_response({"ready": ready}, status=200 if ready else 503)
 
     async def model_metadata(self, request: web.Request) -> web.Response:
-        runner = self._runner(request)
+        scheduler = self._scheduler(request)
         return web.json_response(
             {
-                "name": runner.name,
-                "versions": [runner.source.version],
+                "name": scheduler.name,
+                "versions": [scheduler.source.version],
                 "platform": "pytorch_torchserve",
                 "inputs": [],
                 "outputs": [],
@@ -81,46 +80,43 @@ class V2Routes:
         )
 
     async def model_ready(self, request: web.Request) -> web.Response:
-        runner = self._runner(request)
-        body = {"name": runner.name, "ready": runner.ready}
-        return web.json_response(body, status=200 if runner.ready else 503)
+        scheduler = self._scheduler(request)
+        body = {"name": scheduler.name, "ready": scheduler.ready}
+        return web.json_response(body, status=200 if scheduler.ready else 503)
 
     async def infer(self, request: web.Request) -> web.Response:
-        runner = self._runner(request)
-        payload = await read_json(request)
+        """Parses the request once: an envelope gets the validated bytes as they came, and each
+        tensor is serialised once, shaped as declared, for a handler without one."""
+        scheduler = self._scheduler(request)
+        body = await request.read()
+        payload = parse_json(body)
         inputs = validate_request(payload)
-        if runner.source.envelope:
-            parameters = [Parameter("body", JSON, json.dumps(payload).encode())]
+        parameters: tuple[Parameter, ...]
+        if scheduler.source.envelope:
+            parameters = (Parameter("body", JSON, body),)
         else:
-            parameters = [
-                Parameter(
-                    tensor["name"],
-                    JSON,
-                    json.dumps(reshape(flatten(tensor["data"]), tensor["shape"])).encode(),
-                )
-                for tensor in inputs
-            ]
-        outcome = await self.plane.predict(
-            runner,
-            request_id=request[REQUEST_ID],
-            parameters=parameters,
-            headers=request_headers(request, explain=False),
-        )
-        result = outcome[0].first if isinstance(outcome, tuple) else outcome
-        if not result.ok or runner.source.envelope:
+            parameters = tuple(
+                json_parameter(tensor.name, reshape(tensor.flat, tensor.shape)) for tensor in inputs
+            )
+        reply = await scheduler.infer(inference_request(request, parameters, explain=False))
+        result = reply.first
+        if not result.ok or scheduler.source.envelope:
             return result_response(result, max_size=self.max_response_size)
-        answer = decode_result_body(result.body, result.content_type)
         return web.json_response(
-            _v2_response(answer, runner=runner, request_id=payload.get("id") or request[REQUEST_ID])
+            _v2_response(
+                decode_result_body(result),
+                scheduler=scheduler,
+                request_id=payload.get("id") or request[REQUEST_ID],
+            )
         )
 
 
-def _v2_response(answer: Any, *, runner: ModelScheduler, request_id: str) -> dict[str, Any]:
+def _v2_response(answer: Any, *, scheduler: ModelScheduler, request_id: str) -> dict[str, Any]:
     if isinstance(answer, dict) and isinstance(answer.get("outputs"), list):
         response = dict(answer)
     else:
         response = {"outputs": [output_tensor(answer, name="output-0")]}
-    response.setdefault("model_name", runner.name)
-    response.setdefault("model_version", runner.source.version)
+    response.setdefault("model_name", scheduler.name)
+    response.setdefault("model_version", scheduler.source.version)
     response.setdefault("id", str(request_id))
     return response

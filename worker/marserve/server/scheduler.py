@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from marserve.inference_request import InferenceRequest
 from marserve.loading.cpu import available_cpus
 from marserve.server import cpu_threads
-from marserve.server.batching import DeadlineSweep, Job, ModelQueue, QueueFullError
+from marserve.server.batching import DeadlineSweep, Job, ModelQueue, QueueFullError, Reply
 from marserve.server.config import ServerConfig
 from marserve.server.devices import gpu_for_worker, visible_gpus
 from marserve.server.errors import ServingError, worker_died
@@ -73,7 +74,7 @@ class WorkerSlot:
 
 
 class ModelScheduler:
-    """One model's queue and worker processes; the data plane the HTTP routes call into."""
+    """One model's queue and worker processes; routes hand it requests through `infer`."""
 
     def __init__(self, *, source: ModelSource, config: ServerConfig, metrics: ModelMetrics) -> None:
         self.source = source
@@ -89,13 +90,13 @@ class ModelScheduler:
         self.workers = [self._slot(index) for index in range(self.settings.min_workers)]
         self.status = ModelState.LOADING
         self.failure: str | None = None
-        self.inflight = 0
+        self._inflight = 0
         self.metrics.watch(
-            inflight=lambda: self.inflight,
+            inflight=lambda: self._inflight,
             queued=lambda: len(self.queue),
             workers=lambda: sum(w.state.serving for w in self.workers),
         )
-        self.deadlines = DeadlineSweep(
+        self._deadlines = DeadlineSweep(
             timeout_s=self.settings.response_timeout_s, expired=self._timed_out
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -128,13 +129,41 @@ class ModelScheduler:
         )
         return WorkerSlot(index=index, gpu_id=gpu_id)
 
+    async def infer(self, request: InferenceRequest) -> Reply:
+        """Queues one request and waits for its answer, or raises a ServingError (504 at deadline).
+
+        The request counts as in flight and holds a deadline until its first result; its metrics
+        are recorded once whatever happens, a refusal at the queue (429, 503) included.
+        """
+        job = Job(request_id=request.request_id, request=request, loop=asyncio.get_running_loop())
+        try:
+            self.submit(job)
+        except ServingError as error:
+            self.metrics.request_done(code=error.status, total_s=0.0, queue_s=-1.0)
+            raise
+        self._inflight += 1
+        self._deadlines.add(job)
+        code = 499  # the client went away before an answer
+        try:
+            first = await job.outcome
+            code = first.status
+            return Reply(first, job.rest())
+        except ServingError as error:
+            code = error.status
+            raise
+        finally:
+            self._inflight -= 1
+            queue_s = job.dispatched - job.enqueued if job.dispatched >= 0 else -1.0
+            total_s = time.monotonic() - job.enqueued
+            self.metrics.request_done(code=code, total_s=total_s, queue_s=queue_s)
+
     def submit(self, job: Job) -> None:
         """Queues a job or raises the ServingError that explains why it cannot be."""
-        if self.status == "FAILED":
+        if self.status is ModelState.FAILED:
             raise ServingError(
                 503, "ModelLoadFailed", f"Model {self.name!r} failed to load: {self.failure}"
             )
-        if self.status == "STOPPING":
+        if self.status is ModelState.STOPPING:
             raise ServingError(503, "ServiceUnavailable", "The server is shutting down")
         try:
             self.queue.put(job)
@@ -149,7 +178,7 @@ class ModelScheduler:
     async def drain(self, timeout: float) -> None:
         """Waits up to `timeout` for queued and running requests to finish."""
         deadline = time.monotonic() + timeout
-        while self.inflight and time.monotonic() < deadline:
+        while self._inflight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:

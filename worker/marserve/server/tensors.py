@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from marserve.server.errors import ServingError
 
 INTEGER_TYPES = {"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"}
 FLOAT_TYPES = {"FP16", "FP32", "FP64", "BF16"}
 DATATYPES = INTEGER_TYPES | FLOAT_TYPES | {"BOOL", "BYTES"}
+
+
+class InputTensor(NamedTuple):
+    """One validated input: its name, its declared shape and its data flattened row-major."""
+
+    name: str
+    shape: list[int]
+    flat: list[Any]
 
 
 def _bad(message: str) -> ServingError:
@@ -51,19 +58,17 @@ def _element_ok(value: Any, datatype: str) -> bool:
     return isinstance(value, int | float)
 
 
-def validate_request(payload: Any) -> list[Mapping[str, Any]]:
+def validate_request(payload: Any) -> list[InputTensor]:
     """Checks an inference request and returns its inputs; raises 400 on the first problem."""
     if not isinstance(payload, dict):
         raise _bad("The request must be a JSON object with an 'inputs' list")
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise _bad("'inputs' must be a non-empty list of tensors")
-    for position, tensor in enumerate(inputs):
-        validate_tensor(tensor, position=position)
-    return inputs
+    return [validate_tensor(tensor, position=position) for position, tensor in enumerate(inputs)]
 
 
-def validate_tensor(tensor: Any, *, position: int) -> None:
+def validate_tensor(tensor: Any, *, position: int) -> InputTensor:
     if not isinstance(tensor, dict):
         raise _bad(f"inputs[{position}] must be an object")
     name = tensor.get("name")
@@ -85,6 +90,7 @@ def validate_tensor(tensor: Any, *, position: int) -> None:
     for value in flat:
         if not _element_ok(value, datatype):
             raise _bad(f"input {name!r}: {value!r} is not a valid {datatype} element")
+    return InputTensor(name, shape, flat)
 
 
 def reshape(flat: list[Any], shape: list[int]) -> Any:
