@@ -10,15 +10,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from aiohttp import web
 
+from marserve.server import openapi
 from marserve.server.config import ServerConfig
 from marserve.server.metrics import CONTENT_TYPE, ServerMetrics
 from marserve.server.middleware import make_middleware, read_token
 from marserve.server.model_sources import ModelSource
-from marserve.server.openapi import inference_document
 from marserve.server.protocol_log import ProtocolLog
 from marserve.server.routes_inference import InferenceRoutes
 from marserve.server.routes_management import ManagementRoutes
@@ -56,8 +55,7 @@ class Server:
         limit = self.config.max_response_size
         InferenceRoutes(self.models, max_response_size=limit).add_to(inference)
         V2Routes(self.models, max_response_size=limit).add_to(inference)
-        document = inference_document(server_version())
-        inference.router.add_get("/openapi.json", _constant_json(document))
+        openapi.add_document_route(inference, version=server_version())
         management = web.Application(middlewares=[middleware], client_max_size=size)
         ManagementRoutes(self.models).add_to(management)
         metrics = web.Application(middlewares=[make_middleware(metrics=self.metrics, token=None)])
@@ -110,10 +108,3 @@ class Server:
         return web.Response(
             body=self.metrics.exposition(names), headers={"Content-Type": CONTENT_TYPE}
         )
-
-
-def _constant_json(document: dict[str, Any]) -> Any:
-    async def handler(request: web.Request) -> web.Response:
-        return web.json_response(document)
-
-    return handler

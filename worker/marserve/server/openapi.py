@@ -1,14 +1,32 @@
-"""The OpenAPI 3 description of the inference port, served at `/openapi.json`.
+"""The OpenAPI 3 description of the inference port, served at `/openapi.json`, derived from the
+routes themselves.
 
-It lists every route with the statuses it can answer, so a schema-driven fuzzer can check that the
+Each handler carries its summary and body schema (`operation`); the document walks the router, so
+a route cannot go undescribed (building the document fails) and a described path always has a
+route. It lists the statuses each route can answer, so a schema-driven fuzzer can check that the
 server never answers outside what it promises.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from aiohttp import web
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[web.StreamResponse]])
+
+OBJECT: Mapping[str, Any] = {"type": "object"}
+ANY_BODY: Mapping[str, Any] = {
+    "content": {
+        "application/json": {"schema": {}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {"schema": {"type": "object"}},
+    }
+}
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["code", "type", "message"],
@@ -28,13 +46,93 @@ ERROR_STATUSES = {
     "503": "The model failed to load, its worker died, or the server is stopping",
     "504": "The model did not answer within responseTimeout",
 }
-ANY_BODY = {
-    "content": {
-        "application/json": {"schema": {}},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        "multipart/form-data": {"schema": {"type": "object"}},
+INFERENCE_ERRORS = ("400", "401", "404", "413", "429", "500", "503", "504")
+_OPERATION = "openapi_operation"
+_PATH_PARAMETER = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the document says about one handler: a summary, the 200 answer's schema for a GET,
+    the request body for a POST."""
+
+    summary: str
+    ok: Mapping[str, Any]
+    body: Mapping[str, Any] | None
+
+
+def operation(
+    summary: str, *, ok: Mapping[str, Any] = OBJECT, body: Mapping[str, Any] | None = None
+) -> Callable[[Handler], Handler]:
+    """Describes a route handler for /openapi.json, next to its code."""
+
+    def describe(handler: Handler) -> Handler:
+        setattr(handler, _OPERATION, Operation(summary=summary, ok=ok, body=body))
+        return handler
+
+    return describe
+
+
+def document(router: web.UrlDispatcher, *, version: str) -> dict[str, Any]:
+    """The OpenAPI document of every route on `router`; raises LookupError for a route whose
+    handler was never described, so drift stops the server at start-up rather than at a user."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in router.routes():
+        if route.method == "HEAD":  # aiohttp's automatic twin of each GET
+            continue
+        path = route.resource.canonical if route.resource is not None else ""
+        described: Operation | None = getattr(route.handler, _OPERATION, None)
+        if described is None:
+            raise LookupError(f"{route.method} {path} has no OpenAPI operation: describe its "
+                              "handler with openapi.operation")  # fmt: skip
+        parameters = _PATH_PARAMETER.findall(path)
+        paths.setdefault(path, {})[route.method.lower()] = _operation(
+            described, method=route.method, parameters=parameters
+        )
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "marserve inference API", "version": version},
+        "paths": paths,
+        "components": {"schemas": {"Error": ERROR_SCHEMA}},
     }
-}
+
+
+def add_document_route(app: web.Application, *, version: str) -> None:
+    """Serves /openapi.json on `app`, describing every route added before it and itself."""
+    body = b""  # filled below, once the document's own route is on the router
+
+    @operation("This OpenAPI document")
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app.router.add_get("/openapi.json", openapi_json)
+    body = json.dumps(document(app.router, version=version)).encode()
+
+
+def _operation(described: Operation, *, method: str, parameters: Sequence[str]) -> dict[str, Any]:
+    """A GET answers its schema or 401/404/503 (404 only where a path names a model); a POST is
+    an inference call and may answer any inference error or a status its handler chose."""
+    entry: dict[str, Any] = {
+        "summary": described.summary,
+        "parameters": [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in parameters
+        ],
+    }
+    if method == "POST":
+        entry["requestBody"] = dict(described.body or ANY_BODY)
+        entry["responses"] = {
+            "200": {"description": "The model's answer"},
+            **_errors(INFERENCE_ERRORS),
+            "default": {"description": "A status the handler chose"},
+        }
+    else:
+        ok = {"description": "OK", "content": {"application/json": {"schema": described.ok}}}
+        entry["responses"] = {
+            "200": ok,
+            **_errors(("401", "404", "503") if parameters else ("401", "503")),
+        }
+    return entry
 
 
 def _errors(statuses: Sequence[str]) -> dict[str, Any]:
@@ -44,77 +142,4 @@ def _errors(statuses: Sequence[str]) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
         for status in statuses
-    }
-
-
-def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def _post(summary: str, path_params: Sequence[str], *, body: dict[str, Any]) -> dict[str, Any]:
-    inference_errors = ("400", "401", "404", "413", "429", "500", "503", "504")
-    return {
-        "post": {
-            "summary": summary,
-            "parameters": [_param(p) for p in path_params],
-            "requestBody": body,
-            "responses": {"200": {"description": "The model's answer"}, **_errors(inference_errors)}
-            | {"default": {"description": "A status the handler chose"}},
-        }
-    }
-
-
-def _get(summary: str, path_params: Sequence[str], *, ok: dict[str, Any]) -> dict[str, Any]:
-    errors = ("401", "404", "503") if path_params else ("401", "503")
-    return {
-        "get": {
-            "summary": summary,
-            "parameters": [_param(p) for p in path_params],
-            "responses": {"200": ok, **_errors(errors)},
-        }
-    }
-
-
-def inference_document(version: str) -> dict[str, Any]:
-    """The OpenAPI document for the inference port."""
-    v2_body = {"content": {"application/json": {"schema": {
-        "type": "object", "required": ["inputs"],
-        "properties": {"id": {"type": "string"}, "inputs": {"type": "array", "items": {
-            "type": "object", "required": ["name", "shape", "datatype", "data"],
-            "properties": {"name": {"type": "string"},
-                           "shape": {"type": "array", "items": {"type": "integer"}},
-                           "datatype": {"type": "string"}, "data": {"type": "array"}}}}}}}},
-        "required": True}  # fmt: skip
-    v1_body = {"content": {"application/json": {"schema": {
-        "type": "object", "required": ["instances"],
-        "properties": {"instances": {"type": "array"}}}}}, "required": True}  # fmt: skip
-    m, mv = ("model",), ("model", "version")
-    status = {"type": "object", "properties": {"status": {"type": "string"}}}
-    paths: dict[str, Any] = {
-        "/ping": _get("Healthy when every model has a ready worker", (), ok=_json(status)),
-        "/predictions/{model}": _post("Predict with a model", m, body=ANY_BODY),
-        "/predictions/{model}/{version}": _post("Predict with a model version", mv, body=ANY_BODY),
-        "/explanations/{model}": _post("Explain a prediction", m, body=ANY_BODY),
-        "/explanations/{model}/{version}": _post("Explain with a version", mv, body=ANY_BODY),
-        "/v1/models": _get("KServe v1 model list", (), ok=_json({"type": "object"})),
-        "/v1/models/{model}": _get("KServe v1 model readiness", m, ok=_json({"type": "object"})),
-        "/v1/models/{model}:predict": _post("KServe v1 predict", m, body=v1_body),
-        "/v1/models/{model}:explain": _post("KServe v1 explain", m, body=v1_body),
-        "/v2": _get("Server metadata", (), ok=_json({"type": "object"})),
-        "/v2/health/live": _get("Liveness", (), ok=_json({"type": "object"})),
-        "/v2/health/ready": _get("Readiness", (), ok=_json({"type": "object"})),
-    }
-    for base, params in (("/v2/models/{model}", m), ("/v2/models/{model}/versions/{version}", mv)):
-        paths[base] = _get("Model metadata", params, ok=_json({"type": "object"}))
-        paths[f"{base}/ready"] = _get("Model readiness", params, ok=_json({"type": "object"}))
-        paths[f"{base}/infer"] = _post("Open Inference Protocol infer", params, body=v2_body)
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "marserve inference API", "version": version},
-        "paths": paths,
-        "components": {"schemas": {"Error": ERROR_SCHEMA}},
     }

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from marserve.server import openapi
 from marserve.server.errors import ServingError
 from marserve.server.http_io import (
     REQUEST_ID,
@@ -22,6 +23,11 @@ from marserve.server.http_io import (
 )
 from marserve.server.scheduler import ModelScheduler
 from marserve.server.served_models import ServedModels
+
+V1_BODY = {"content": {"application/json": {"schema": {
+    "type": "object", "required": ["instances"],
+    "properties": {"instances": {"type": "array"}}}}}, "required": True}  # fmt: skip
+STATUS = {"type": "object", "properties": {"status": {"type": "string"}}}
 
 
 class InferenceRoutes:
@@ -43,6 +49,7 @@ class InferenceRoutes:
         app.router.add_post(f"/v1/models/{model}:predict", self.v1_predict)
         app.router.add_post(f"/v1/models/{model}:explain", self.v1_explain)
 
+    @openapi.operation("Healthy when every model has a ready worker", ok=STATUS)
     async def ping(self, request: web.Request) -> web.Response:
         if self.models.ready:
             return web.json_response({"status": "Healthy"})
@@ -53,9 +60,11 @@ class InferenceRoutes:
         body = {"status": "Unhealthy", "code": 503, "type": "ServiceUnavailable"}
         return web.json_response({**body, "message": message}, status=503)
 
+    @openapi.operation("Predict with a model", body=openapi.ANY_BODY)
     async def predictions(self, request: web.Request) -> web.StreamResponse:
         return await self._whole_body(request, self._scheduler(request), explain=False)
 
+    @openapi.operation("Explain a prediction", body=openapi.ANY_BODY)
     async def explanations(self, request: web.Request) -> web.StreamResponse:
         return await self._whole_body(request, self._scheduler(request), explain=True)
 
@@ -71,9 +80,11 @@ class InferenceRoutes:
         reply = await scheduler.infer(inference_request(request, parameters, explain=explain))
         return await reply_response(request, reply, max_size=self.max_response_size)
 
+    @openapi.operation("KServe v1 model list")
     async def v1_list(self, request: web.Request) -> web.Response:
         return web.json_response({"models": sorted(self.models.by_name)})
 
+    @openapi.operation("KServe v1 model readiness")
     async def v1_model(self, request: web.Request) -> web.Response:
         scheduler = self.models.find(request.match_info["model"])
         return web.json_response(
@@ -81,9 +92,11 @@ class InferenceRoutes:
             status=200 if scheduler.ready else 503,
         )
 
+    @openapi.operation("KServe v1 predict", body=V1_BODY)
     async def v1_predict(self, request: web.Request) -> web.StreamResponse:
         return await self._v1(request, explain=False)
 
+    @openapi.operation("KServe v1 explain", body=V1_BODY)
     async def v1_explain(self, request: web.Request) -> web.StreamResponse:
         return await self._v1(request, explain=True)
 

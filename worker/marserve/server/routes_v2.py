@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from marserve.inference_request import Parameter
+from marserve.server import openapi
 from marserve.server.http_io import (
     JSON,
     REQUEST_ID,
@@ -25,6 +26,15 @@ from marserve.server.http_io import (
 from marserve.server.scheduler import ModelScheduler
 from marserve.server.served_models import ServedModels
 from marserve.server.tensors import output_tensor, reshape, validate_request
+
+INFER_BODY = {"content": {"application/json": {"schema": {
+    "type": "object", "required": ["inputs"],
+    "properties": {"id": {"type": "string"}, "inputs": {"type": "array", "items": {
+        "type": "object", "required": ["name", "shape", "datatype", "data"],
+        "properties": {"name": {"type": "string"},
+                       "shape": {"type": "array", "items": {"type": "integer"}},
+                       "datatype": {"type": "string"}, "data": {"type": "array"}}}}}}}},
+    "required": True}  # fmt: skip
 
 
 def server_version() -> str:
@@ -55,18 +65,22 @@ class V2Routes:
         info = request.match_info
         return self.models.find(info["model"], info.get("version"))
 
+    @openapi.operation("Server metadata")
     async def server_metadata(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"name": "marserve", "version": server_version(), "extensions": []}
         )
 
+    @openapi.operation("Liveness")
     async def live(self, request: web.Request) -> web.Response:
         return web.json_response({"live": True})
 
+    @openapi.operation("Readiness")
     async def ready(self, request: web.Request) -> web.Response:
         ready = self.models.ready
         return web.json_response({"ready": ready}, status=200 if ready else 503)
 
+    @openapi.operation("Model metadata")
     async def model_metadata(self, request: web.Request) -> web.Response:
         scheduler = self._scheduler(request)
         return web.json_response(
@@ -79,11 +93,13 @@ class V2Routes:
             }
         )
 
+    @openapi.operation("Model readiness")
     async def model_ready(self, request: web.Request) -> web.Response:
         scheduler = self._scheduler(request)
         body = {"name": scheduler.name, "ready": scheduler.ready}
         return web.json_response(body, status=200 if scheduler.ready else 503)
 
+    @openapi.operation("Open Inference Protocol infer", body=INFER_BODY)
     async def infer(self, request: web.Request) -> web.Response:
         """Parses the request once: an envelope gets the validated bytes as they came, and each
         tensor is serialised once, shaped as declared, for a handler without one."""
