@@ -1,5 +1,5 @@
-"""Pure pieces of the protocols: v2 tensor checks and shaping, GPU assignment, IPC frames,
-the JSON error body."""
+"""Pure pieces of the protocols: v2 tensor checks and shaping, GPU assignment, the JSON error
+body."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ handler code runs here, never on the front end's event loop.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import signal
@@ -16,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from marserve.results import PredictionResult
+from marserve import responses
 from marserve.server.ipc import BlockingChannel, Unreadable
 from marserve.server.logs import configure_logging
 from marserve.server.messages import (
@@ -94,19 +93,13 @@ def serve(channel: WorkerChannel, spec: WorkerSpec) -> int:
             results = service.predict(batch)
         except Exception as error:  # the batch fails, the worker lives on
             results = [
-                PredictionResult(
-                    request_id=request["requestId"].decode(),
-                    status=503,
-                    body=json.dumps(
-                        {
-                            "code": 503,
-                            "type": "PredictionError",
-                            "message": f"Prediction failed: {error}",
-                        }
-                    ).encode(),
-                    content_type="application/json",
+                responses.failure(
+                    request_id=request.request_id,
+                    code=503,
+                    error_type="PredictionError",
+                    message=f"Prediction failed: {error}",
                 )
-                for request in batch
+                for request in message.requests
             ]
         # Measured before sending so the verdict rides with the results: the front end then
         # sends this worker no further batch, and nothing queued can be lost to its exit.
