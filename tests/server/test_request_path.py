@@ -58,7 +58,9 @@ class Model:
         return self.sample("marserve_requests_total", **labels)
 
     async def next_job(self) -> Job:
-        (job,) = await asyncio.wait_for(self.scheduler.queue.take(), timeout=5)
+        (job,) = await asyncio.wait_for(
+            self.scheduler.queue.take(others_busy=lambda: True), timeout=5
+        )
         return job
 
 
