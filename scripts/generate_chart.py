@@ -277,7 +277,6 @@ OPERATOR_ENV_VALUES: Mapping[str, str] = {
         '"appVersion" .Chart.AppVersion) | quote }}'
     ),
     contract.OPERATOR_ENV.watch_namespaces: '{{ join "," .Values.watchNamespaces | quote }}',
-    contract.OPERATOR_ENV.cluster_domain: "{{ .Values.clusterDomain | quote }}",
     contract.OPERATOR_ENV.prometheus_url: "{{ .Values.prometheusUrl | quote }}",
     contract.OPERATOR_ENV.intel_gpu_resource: "{{ .Values.intelGpuResource | quote }}",
 }

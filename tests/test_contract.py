@@ -98,7 +98,6 @@ def test_the_operator_reads_every_operator_variable() -> None:
     values = {
         "worker_image": "registry.local/worker:2",
         "watch_namespaces": "ml",
-        "cluster_domain": "corp.internal",
         "termination_grace_seconds": "7",
         "pre_stop_seconds": "7",
         "startup_budget_seconds": "7",

@@ -24,7 +24,6 @@ class OperatorSettings:
     worker_image: str = DEFAULT_WORKER_IMAGE
     # Empty means every namespace (cluster-wide).
     watch_namespaces: tuple[str, ...] = ()
-    cluster_domain: str = "cluster.local"
     # Grace given to a terminating worker on top of its requests' response timeout.
     termination_grace_seconds: int = 30
     # Time the pod keeps serving after it is marked for deletion, so endpoints drop it first.
@@ -60,7 +59,6 @@ class OperatorSettings:
         return cls(
             worker_image=read(OPERATOR_ENV.worker_image, defaults.worker_image, str),
             watch_namespaces=read(OPERATOR_ENV.watch_namespaces, (), _namespaces),
-            cluster_domain=read(OPERATOR_ENV.cluster_domain, defaults.cluster_domain, str),
             termination_grace_seconds=read(
                 OPERATOR_ENV.termination_grace_seconds, defaults.termination_grace_seconds, _seconds
             ),

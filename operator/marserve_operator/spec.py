@@ -206,14 +206,20 @@ def _env(fields: SpecFields) -> tuple[Mapping[str, Any], ...]:
     return env
 
 
+def quantity(value: float) -> str:
+    """A number as the API server writes it back as a quantity (whole numbers as they are,
+    fractions in milli-units), so a reconcile sees no false drift."""
+    return str(int(value)) if value == int(value) else f"{round(value * 1000)}m"
+
+
 def _quantity(value: Any, where: str) -> str:
-    """Numbers as the API server writes them back, so a reconcile sees no false drift; text must
-    be a Kubernetes quantity, or the Deployment would be refused where no status can tell why."""
+    """Text must be a Kubernetes quantity, or the Deployment would be refused where no status
+    can tell why; numbers are written as the API server would."""
     if isinstance(value, str) and _QUANTITY.fullmatch(value):
         return value
     if isinstance(value, str | bool) or not isinstance(value, int | float):
         raise SpecError(f"{where} must be a quantity such as 2, 500m or 4Gi, not {value!r}")
-    return str(int(value)) if value == int(value) else f"{round(value * 1000)}m"
+    return quantity(value)
 
 
 def _resources(fields: SpecFields) -> Mapping[str, Mapping[str, Any]] | None:

@@ -13,7 +13,6 @@ def test_empty_environment_gives_defaults() -> None:
     settings = OperatorSettings.from_env({})
     assert settings == OperatorSettings()
     assert settings.worker_image == DEFAULT_WORKER_IMAGE == "ghcr.io/marserve/worker:0.1.0"
-    assert settings.cluster_domain == "cluster.local"
     assert settings.watch_namespaces == () and settings.cluster_wide
 
 
@@ -22,7 +21,6 @@ def test_every_variable_is_read() -> None:
         {
             "MARSERVE_WORKER_IMAGE": "registry.local/worker:1.2",
             "MARSERVE_WATCH_NAMESPACES": " ml, serving ,ml,, ",
-            "MARSERVE_CLUSTER_DOMAIN": "corp.internal",
             "MARSERVE_TERMINATION_GRACE_SECONDS": "10",
             "MARSERVE_PRE_STOP_SECONDS": "0",
             "MARSERVE_STARTUP_BUDGET_SECONDS": "600",
@@ -35,7 +33,6 @@ def test_every_variable_is_read() -> None:
     assert settings == OperatorSettings(
         worker_image="registry.local/worker:1.2",
         watch_namespaces=("ml", "serving"),
-        cluster_domain="corp.internal",
         termination_grace_seconds=10,
         pre_stop_seconds=0,
         startup_budget_seconds=600,

@@ -84,7 +84,6 @@ class OperatorEnv:
 
     worker_image: str = "MARSERVE_WORKER_IMAGE"
     watch_namespaces: str = "MARSERVE_WATCH_NAMESPACES"
-    cluster_domain: str = "MARSERVE_CLUSTER_DOMAIN"
     termination_grace_seconds: str = "MARSERVE_TERMINATION_GRACE_SECONDS"
     pre_stop_seconds: str = "MARSERVE_PRE_STOP_SECONDS"
     startup_budget_seconds: str = "MARSERVE_STARTUP_BUDGET_SECONDS"

@@ -7,14 +7,7 @@ from typing import Any
 from marserve_operator.resources.metadata import object_meta, selector
 from marserve_operator.resources.metrics_queries import METRIC_QUERIES, keda_query
 from marserve_operator.settings import OperatorSettings
-from marserve_operator.spec import Autoscaling, ModelSpec
-
-
-def _quantity(value: float) -> str:
-    """A Kubernetes quantity: whole numbers as is, fractions in milli-units."""
-    if value == int(value):
-        return str(int(value))
-    return f"{round(value * 1000)}m"
+from marserve_operator.spec import Autoscaling, ModelSpec, quantity
 
 
 def _scale_target(model: ModelSpec) -> dict[str, str]:
@@ -49,7 +42,7 @@ def horizontal_pod_autoscaler(model: ModelSpec, scaling: Autoscaling) -> dict[st
                         "metric": {"name": METRIC_QUERIES[scaling.metric].name},
                         "target": {
                             "type": "AverageValue",
-                            "averageValue": _quantity(scaling.target),
+                            "averageValue": quantity(scaling.target),
                         },
                     },
                 }
