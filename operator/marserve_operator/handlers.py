@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import kopf
 
-from marserve_operator import kube, reconcile
+from marserve_operator import cluster, reconcile
 from marserve_operator.resources.metadata import MODEL_LABEL
 from marserve_operator.settings import OperatorSettings
 from marserve_operator.spec import SpecError
@@ -29,8 +29,8 @@ def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _client(memo: Any) -> kube.KubeClient:
-    client: kube.KubeClient = memo.kube
+def _client(memo: Any) -> cluster.Cluster:
+    client: cluster.Cluster = memo.cluster
     return client
 
 
@@ -79,7 +79,7 @@ async def converge_model(
 ) -> None:
     try:
         result = await _converge_live(memo, namespace=namespace or "", name=name, full=True)
-    except kube.ApiError as exc:
+    except cluster.ApiError as exc:
         raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=RETRY_SECONDS) from exc
     if result is not None:
         _report(result[1], result[0].body, logger)
@@ -89,7 +89,7 @@ async def converge_model(
 async def remove_model(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     try:
         removed = await reconcile.remove(_client(memo), reconcile.Owner.from_body(body))
-    except kube.ApiError as exc:
+    except cluster.ApiError as exc:
         raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=RETRY_SECONDS) from exc
     for action in removed:
         logger.info("%s", action)
@@ -109,7 +109,7 @@ async def _follow(
         return
     try:
         result = await _converge_live(memo, namespace=namespace, name=name, full=full)
-    except kube.ApiError as exc:
+    except cluster.ApiError as exc:
         logger.warning("could not follow %s/%s: %s", namespace, name, exc)
         return
     except SpecError:  # the model's own handler reports an invalid spec

@@ -1,7 +1,8 @@
 """`marserve-operator`: runs the kopf operator with the settings read from the environment.
 
-kopf's usual knobs (liveness endpoint, peering, namespaces) are flags; the API connection comes
-from MARSERVE_KUBE_SERVER (tests), the in-cluster service account, or the kubeconfig.
+kopf's usual knobs (liveness endpoint, peering, namespaces) are flags. The operator logs in one
+way, through kopf's own login with kubernetes_asyncio: the in-cluster service account, or else
+the kubeconfig (KUBECONFIG or ~/.kube/config).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from kubernetes_asyncio.client import Configuration
 
-from marserve_operator import handlers, kube, reconcile
+from marserve_operator import cluster, handlers, reconcile
 from marserve_operator.settings import OperatorSettings, SettingsError
 
 
@@ -30,16 +32,17 @@ class Timing:
     connect_timeout: float = 30.0
     request_timeout: float = 60.0
     exit_timeout: float = 5.0
-    retry: kube.RetryPolicy = field(default_factory=kube.RetryPolicy)
+    retry: cluster.RetryPolicy = field(default_factory=cluster.RetryPolicy)
 
 
 @kopf.on.login(registry=handlers.REGISTRY)
-def login(memo: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    """The test server when MARSERVE_KUBE_SERVER points at one, the usual client login otherwise."""
-    connection: kube.Connection = memo.connection
-    if connection.test_server:
-        return kopf.ConnectionInfo(server=connection.server, insecure=True)
-    return kopf.login_via_client(**kwargs)
+async def login(memo: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own login through kubernetes_asyncio, which also leaves the configuration it loaded
+    as the library's default: the operator's API client is built from that same configuration."""
+    connection = await kopf.login_via_async_client(**kwargs)
+    client: cluster.Cluster = memo.cluster
+    await client.configure(Configuration.get_default_copy())
+    return connection
 
 
 @kopf.on.startup(registry=handlers.REGISTRY)
@@ -60,20 +63,17 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.networking.connect_timeout = timing.connect_timeout
     settings.queueing.exit_timeout = timing.exit_timeout
     settings.background.instant_exit_timeout = timing.exit_timeout
-    memo.kube = kube.KubeClient.open(memo.connection, retry=timing.retry)
 
 
 @kopf.on.cleanup(registry=handlers.REGISTRY)
 async def close(memo: Any, **_: Any) -> None:
-    client: kube.KubeClient | None = getattr(memo, "kube", None)
-    if client is not None:
-        await client.close()
+    client: cluster.Cluster = memo.cluster
+    await client.close()
 
 
 async def run(
     *,
     settings: OperatorSettings,
-    connection: kube.Connection,
     timing: Timing = Timing(),
     liveness_endpoint: str | None = None,
     peering: str | None = None,
@@ -82,7 +82,7 @@ async def run(
     ready_flag: Any = None,
 ) -> None:
     """Run the operator until the stop flag is set (or forever)."""
-    memo = kopf.Memo(settings=settings, connection=connection, timing=timing)
+    memo = kopf.Memo(settings=settings, timing=timing, cluster=cluster.Cluster(retry=timing.retry))
     await kopf.operator(
         registry=handlers.REGISTRY,
         memo=memo,
@@ -111,20 +111,41 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _check_login() -> None:
+    """The same login kopf will run, tried once up front, so a process with no cluster to talk
+    to says so in one line (naming the kubeconfig it looked for) instead of retrying forever."""
+    library = logging.getLogger("kubernetes_asyncio.config.kube_config")
+    level, library.level = library.level, logging.ERROR  # its "not found" is in our one line
+    try:
+        login = kopf.login_via_async_client(
+            logger=logging.getLogger(__name__), settings=kopf.OperatorSettings()
+        )
+        asyncio.run(login)
+    finally:
+        library.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(argv)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     try:
         settings = OperatorSettings.from_env(os.environ)
-        connection = kube.connection_from_env(os.environ)
-    except (SettingsError, OSError, ValueError) as exc:
+    except SettingsError as exc:
         print(f"marserve-operator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        _check_login()
+    except kopf.LoginError as exc:
+        kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
+        print(
+            f"marserve-operator: no Kubernetes API to talk to: {exc} (kubeconfig: {kubeconfig})",
+            file=sys.stderr,
+        )
         return 2
     logging.getLogger(__name__).info("watching %s", settings.watch_namespaces or "all namespaces")
     asyncio.run(
         run(
             settings=settings,
-            connection=connection,
             liveness_endpoint=args.liveness or None,
             peering=args.peering,
             priority=args.priority,

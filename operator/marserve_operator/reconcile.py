@@ -1,8 +1,9 @@
 """Decides what an InferenceModel should own and makes the cluster match it.
 
 One level-based path serves create, update, resume, timers and watch events: build the desired
-objects, create what is missing, patch what drifted, delete what is no longer wanted, then derive
-the status from what the cluster reports. Running it twice changes nothing the second time.
+objects, server-side apply them (which creates what is missing and puts drift back), delete what
+is no longer wanted, then derive the status from what the cluster reports. Running it twice
+changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from marserve.contract import INFERENCE_PORT
-from marserve_operator import kube, resources, status
+from marserve_operator import cluster, resources, status
 from marserve_operator.settings import OperatorSettings
 from marserve_operator.spec import ModelSpec, SpecError, parse_spec
 from marserve_operator.status import Transition
@@ -33,8 +34,6 @@ OWNED_KINDS: Final = (
     ("policy/v1", "PodDisruptionBudget"),
     (MONITORING_API, "ServiceMonitor"),
 )
-# Top-level keys of an owned object that the operator never sets or compares.
-_SERVER_KEYS: Final = frozenset({"apiVersion", "kind", "metadata", "status"})
 
 JsonObject = dict[str, Any]
 
@@ -65,10 +64,6 @@ class Owner:
             status=plain.get("status") or {},
             body=plain,
         )
-
-    @property
-    def path(self) -> str:
-        return kube.path_of(API_VERSION, KIND, namespace=self.namespace, name=self.name)
 
     def reference(self) -> JsonObject:
         """An owner reference that makes the garbage collector remove children with the model."""
@@ -104,36 +99,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def contains(live: Any, desired: Any) -> bool:
-    """Whether `live` holds everything `desired` says: extra keys the API server defaults are
-    fine, a changed value or a list of another shape is drift."""
-    if isinstance(desired, Mapping):
-        return isinstance(live, Mapping) and all(
-            contains(live.get(key), value) for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(desired)
-            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
-        )
-    return bool(live == desired)
-
-
-def _managed_part(obj: Mapping[str, Any]) -> JsonObject:
-    """The parts of an owned object the operator decides: labels, annotations, owners, spec."""
-    meta = obj["metadata"]
-    part: JsonObject = {
-        key: copy.deepcopy(value) for key, value in obj.items() if key not in _SERVER_KEYS
-    }
-    part["metadata"] = {
-        key: copy.deepcopy(meta[key])
-        for key in ("labels", "annotations", "ownerReferences")
-        if key in meta
-    }
-    return part
-
-
 def owned(obj: Mapping[str, Any], owner: Owner) -> JsonObject:
     result = copy.deepcopy(dict(obj))
     result["metadata"]["ownerReferences"] = [owner.reference()]
@@ -156,32 +121,28 @@ def _check_controller(live: Mapping[str, Any], desired: Mapping[str, Any]) -> No
         )
 
 
-async def apply(client: kube.KubeClient, obj: Mapping[str, Any]) -> str:
-    """Create the object, or merge-patch the parts that drifted; says which it did. An object
+def _version(obj: Mapping[str, Any] | None) -> str | None:
+    return ((obj or {}).get("metadata") or {}).get("resourceVersion")
+
+
+async def apply(client: cluster.Cluster, obj: Mapping[str, Any]) -> str:
+    """Server-side apply the object and say what that did: created it, patched drift back, or
+    nothing (the API server leaves an object alone when an apply changes nothing). An object
     another controller owns is never taken over."""
-    path = kube.path_for(obj)
-    live = await client.get(path)
-    if live is None:
-        meta = obj["metadata"]
-        collection = kube.path_of(obj["apiVersion"], obj["kind"], namespace=meta.get("namespace"))
-        try:
-            await client.create(collection, obj)
-            return "created"
-        except kube.ApiError as exc:
-            if exc.status != 409:
-                raise
-            live = await client.get(path)  # created by a request whose answer was lost
-    wanted = _managed_part(obj)
+    meta = obj["metadata"]
+    live = await client.get(
+        obj["apiVersion"], obj["kind"], namespace=meta.get("namespace"), name=meta["name"]
+    )
     if live is not None:
         _check_controller(live, obj)
-    if live is not None and contains(live, wanted):
-        return "unchanged"
-    await client.merge_patch(path, wanted)
-    return "patched"
+    applied = await client.apply(obj)
+    if live is None:
+        return "created"
+    return "unchanged" if _version(applied) == _version(live) else "patched"
 
 
 async def prune(
-    client: kube.KubeClient,
+    client: cluster.Cluster,
     owner: Owner,
     keep: Sequence[Mapping[str, Any]],
     *,
@@ -194,14 +155,14 @@ async def prune(
     for api_version, kind in OWNED_KINDS:
         if (api_version, kind) in wanted:
             continue
-        path = kube.path_of(api_version, kind, namespace=owner.namespace, name=owner.name)
-        live = await client.get(path)
+        where = {"namespace": owner.namespace, "name": owner.name}
+        live = await client.get(api_version, kind, **where)
         if live is None or not owner.owns(live):
             continue
         try:
-            if await client.delete(path):
+            if await client.delete(api_version, kind, **where):
                 deleted.append(f"deleted {kind}")
-        except kube.ApiError as exc:
+        except cluster.ApiError as exc:
             if not (garbage_collected and exc.status == 403):
                 raise
             deleted.append(f"left {kind} to garbage collection")
@@ -217,25 +178,26 @@ def selector_string(model: ModelSpec) -> str:
 
 
 async def write_status(
-    client: kube.KubeClient, owner: Owner, new_status: Mapping[str, Any]
+    client: cluster.Cluster, owner: Owner, new_status: Mapping[str, Any]
 ) -> bool:
     """Patch the status subresource only when something in it changed."""
     if all(owner.status.get(key) == value for key, value in new_status.items()):
         return False
-    await client.merge_patch(owner.path + "/status", {"status": dict(new_status)})
+    await client.patch_status(
+        API_VERSION, KIND, namespace=owner.namespace, name=owner.name, status=dict(new_status)
+    )
     return True
 
 
 async def refresh_status(
-    client: kube.KubeClient, *, owner: Owner, model: ModelSpec, now: str
+    client: cluster.Cluster, *, owner: Owner, model: ModelSpec, now: str
 ) -> Outcome:
     """Derive the status from the Deployment and Pods and write it if it changed."""
     deployment = await client.get(
-        kube.path_of("apps/v1", "Deployment", namespace=owner.namespace, name=owner.name)
+        "apps/v1", "Deployment", namespace=owner.namespace, name=owner.name
     )
     pods = await client.list(
-        kube.path_of("v1", "Pod", namespace=owner.namespace),
-        label_selector=selector_string(model),
+        "v1", "Pod", namespace=owner.namespace, label_selector=selector_string(model)
     )
     new_status = status.build_status(
         model=model,
@@ -258,7 +220,7 @@ def parse(owner: Owner) -> ModelSpec:
 
 
 async def _blocked(
-    client: kube.KubeClient, owner: Owner, *, reason: str, message: str, now: str
+    client: cluster.Cluster, owner: Owner, *, reason: str, message: str, now: str
 ) -> Outcome:
     new_status = status.blocked_status(
         reason=reason, message=message, previous=owner.status, generation=owner.generation, now=now
@@ -269,7 +231,7 @@ async def _blocked(
 
 
 async def converge(
-    client: kube.KubeClient, *, owner: Owner, settings: OperatorSettings, now: str
+    client: cluster.Cluster, *, owner: Owner, settings: OperatorSettings, now: str
 ) -> Outcome:
     """The one reconcile path: owned objects as the spec says, then the status."""
     try:
@@ -295,15 +257,14 @@ async def converge(
     return Outcome(actions, refreshed.status, refreshed.events)
 
 
-async def fetch_owner(client: kube.KubeClient, *, namespace: str, name: str) -> Owner | None:
+async def fetch_owner(client: cluster.Cluster, *, namespace: str, name: str) -> Owner | None:
     """The live InferenceModel, unless it is gone or going."""
-    path = kube.path_of(API_VERSION, KIND, namespace=namespace, name=name)
-    body = await client.get(path)
+    body = await client.get(API_VERSION, KIND, namespace=namespace, name=name)
     if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
         return None
     return Owner.from_body(body)
 
 
-async def remove(client: kube.KubeClient, owner: Owner) -> list[str]:
+async def remove(client: cluster.Cluster, owner: Owner) -> list[str]:
     """Delete everything the model owns now, rather than waiting for garbage collection."""
     return await prune(client, owner, keep=(), garbage_collected=True)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from marserve_operator import kube, reconcile
+from marserve_operator import cluster, reconcile
 from support import tools
 
 Permission = tuple[str, str, str]  # (API group, resource, verb)
@@ -74,7 +74,11 @@ def test_every_kind_the_operator_owns_is_covered() -> None:
     for api_version, kind in reconcile.OWNED_KINDS:
         group = api_version.rpartition("/")[0]
         for verb in ("get", "create", "patch"):
-            assert (group, kube.plural(kind), verb) in NAMESPACED_NEEDS, (api_version, kind, verb)
+            assert (group, cluster.plural(kind), verb) in NAMESPACED_NEEDS, (
+                api_version,
+                kind,
+                verb,
+            )
 
 
 def test_cluster_wide_install_grants_exactly_what_the_operator_uses(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from marserve_operator import kube, main
+from marserve_operator import main
 from marserve_operator.settings import OperatorSettings
 from support.operator_harness import CRD_FILE, Kubectl, OperatorThread
 
@@ -64,14 +64,10 @@ def e2e_namespace(cluster_kubectl: Kubectl) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def cluster_operator(e2e_namespace: str) -> Iterator[OperatorThread]:
-    environ = {k: v for k, v in os.environ.items() if k != kube.SERVER_ENV}
-    connection = kube.connection_from_env(environ)
     settings = dataclasses.replace(
-        OperatorSettings.from_env(environ), watch_namespaces=(e2e_namespace,)
+        OperatorSettings.from_env(os.environ), watch_namespaces=(e2e_namespace,)
     )
-    running = OperatorThread(
-        server=connection.server, settings=settings, connection=connection, timing=CLUSTER_TIMING
-    ).start()
+    running = OperatorThread(settings=settings, timing=CLUSTER_TIMING).start()
     try:
         yield running
     finally:

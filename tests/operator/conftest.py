@@ -9,36 +9,46 @@ import yaml
 
 from marserve_operator.settings import OperatorSettings
 from support.kube_emulator import RunningEmulator
-from support.operator_harness import CRD_FILE, NAMESPACE, Kubectl, OperatorThread, install_crd
+from support.operator_harness import (
+    CRD_FILE,
+    NAMESPACE,
+    Kubectl,
+    OperatorThread,
+    install_crd,
+    kubeconfig_env,
+)
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RunningEmulator]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    """The emulator, which KUBECONFIG names while the module's tests run."""
     emulator = RunningEmulator().start()
+    kubeconfig = emulator.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
     try:
-        for name in ("default", NAMESPACE):
-            emulator.request(
-                "POST",
-                "/api/v1/namespaces",
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-            )
-        yield emulator
+        with kubeconfig_env(kubeconfig):
+            for name in ("default", NAMESPACE):
+                emulator.request(
+                    "POST",
+                    "/api/v1/namespaces",
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                )
+            yield emulator
     finally:
         emulator.stop()
 
 
 @pytest.fixture(scope="module")
 def kubectl(cluster: RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    tool = Kubectl(cluster.url, tmp_path_factory.mktemp("kubectl"))
+    tool = Kubectl(cluster.kubeconfig, tmp_path_factory.mktemp("kubectl"))
     install_crd(cluster, tool)
     return tool
 
 
 @pytest.fixture(scope="module")
 def operator(cluster: RunningEmulator, kubectl: Kubectl) -> Iterator[OperatorThread]:
-    running = OperatorThread(server=cluster.url, settings=OperatorSettings()).start()
+    running = OperatorThread(settings=OperatorSettings()).start()
     try:
         yield running
     finally:

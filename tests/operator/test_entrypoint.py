@@ -11,7 +11,6 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from marserve_operator import kube
 from support.kube_emulator import RunningEmulator
 from support.operator_harness import DEPLOYMENTS, MODELS, NAMESPACE, wait_for
 
@@ -38,7 +37,7 @@ def test_console_script_serves_liveness_reconciles_and_stops_on_sigterm(
     liveness = f"http://127.0.0.1:{_free_port()}/healthz"
     env = {
         **os.environ,
-        kube.SERVER_ENV: api.url,
+        "KUBECONFIG": str(api.kubeconfig),
         "MARSERVE_WATCH_NAMESPACES": NAMESPACE,
     }
     process = subprocess.Popen(
@@ -75,11 +74,7 @@ def test_console_script_refuses_bad_settings_with_one_line() -> None:
 
 
 def test_console_script_without_any_cluster_says_so_in_one_line(tmp_path: Path) -> None:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {kube.SERVER_ENV, "KUBERNETES_SERVICE_HOST"}
-    }
+    env = {key: value for key, value in os.environ.items() if key != "KUBERNETES_SERVICE_HOST"}
     env.update(KUBECONFIG=str(tmp_path / "missing"))
     result = subprocess.run(
         [str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False

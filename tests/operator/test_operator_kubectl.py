@@ -265,23 +265,20 @@ def test_restart_mid_way_creates_nothing_twice(
         lambda: _spec_hash(cluster.get(f"{DEPLOYMENTS}/restart") or first) != _spec_hash(first),
         what="the change made while stopped applied after the restart",
     )
-    creates = [
-        entry.kind
-        for entry in cluster.log()
-        if entry.method == "POST" and entry.name == "restart" and entry.kind != "InferenceModel"
-    ]
+    creates = [plural for plural in cluster.created("restart") if plural != "inferencemodels"]
     assert sorted(creates) == sorted(set(creates)), f"created twice: {creates}"
+    assert "deployments" in creates
     assert cluster.get(f"{DEPLOYMENTS}/restart")["metadata"]["uid"] == first["metadata"]["uid"]  # type: ignore[index]
 
 
 def test_api_errors_and_a_dropped_watch_are_survived(
     cluster: RunningEmulator, kubectl: Kubectl
 ) -> None:
-    # The first create is stored but its answer lost (500), the first status write conflicts,
+    # The first apply is stored but its answer lost (500), the first status write conflicts,
     # the API server throttles once, and every open watch stream is cut.
-    cluster.fail(Failure("POST", DEPLOYMENTS, 500, "InternalError", applied=True))
+    cluster.fail(Failure("PATCH", f"{DEPLOYMENTS}/flaky", 500, "InternalError", applied=True))
     cluster.fail(Failure("PATCH", model_path("flaky") + "/status", 409, "Conflict"))
-    cluster.fail(Failure("POST", SERVICES, 429, "TooManyRequests"))
+    cluster.fail(Failure("PATCH", f"{SERVICES}/flaky", 429, "TooManyRequests"))
     watches = "/apis/serving.marserve.io/v1alpha1/inferencemodels"
     listed_before = sum(1 for e in cluster.log() if e.path == watches)
     cluster.call(cluster.emulator.drop_watches())
@@ -291,8 +288,9 @@ def test_api_errors_and_a_dropped_watch_are_survived(
     deployments = [d for d in cluster.items(DEPLOYMENTS) if d["metadata"]["name"] == "flaky"]
     assert len(deployments) == 1
     assert deployments[0]["metadata"]["labels"][MODEL_LABEL] == "flaky"
-    refused = [e for e in cluster.log() if e.path == f"{SERVICES}" and e.method == "POST"]
-    assert len(refused) >= 2  # the throttled create was retried
+    refused = [e for e in cluster.log() if e.path == f"{SERVICES}/flaky" and e.method == "PATCH"]
+    assert len(refused) >= 2  # the throttled apply was retried
+    assert cluster.created("flaky").count("deployments") == 1
     assert not cluster.emulator.failures, "every injected error was met"
     assert sum(1 for e in cluster.log() if e.path == watches) > listed_before  # watched again
 

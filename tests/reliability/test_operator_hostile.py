@@ -23,7 +23,7 @@ import yaml
 from marserve_operator.resources.metadata import MODEL_LABEL
 from marserve_operator.settings import OperatorSettings
 from support import crd_schema, tools
-from support.kube_emulator import Failure, RunningEmulator
+from support.kube_emulator import APPLY_CONTENT_TYPE, Failure, RunningEmulator
 from support.operator_harness import (
     CRD_FILE,
     DEPLOYMENTS,
@@ -34,6 +34,7 @@ from support.operator_harness import (
     SERVICES,
     OperatorThread,
     condition,
+    kubeconfig_env,
     model_path,
     report_deployment_ready,
     wait_for,
@@ -70,38 +71,43 @@ class RecordingCluster:
                     plural = f"{plural}/{request.subresource}"
                 verb = VERBS[request.action.name]
                 self.used.add((request.resource.group, plural, verb))
+                applying = request.headers.get("Content-Type", "").startswith(APPLY_CONTENT_TYPE)
+                if applying and emulator.stored(request) is None:  # apply creates: both verbs
+                    self.used.add((request.resource.group, plural, "create"))
             return await handle(request)
 
         emulator._handle = recording
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RecordingCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecordingCluster]:
     recording = RecordingCluster()
     api = recording.api
+    kubeconfig = api.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
     try:
-        for name in ("default", NAMESPACE):
-            namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-            api.request("POST", "/api/v1/namespaces", namespace)
-        api.request(
-            "POST",
-            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-            yaml.safe_load(CRD_FILE.read_text()),
-        )
-        wait_for(lambda: api.get(MODELS) is not None, what="the InferenceModel resource")
-        verbs = {"get", "list", "watch", "create", "patch", "delete"}
-        for key, kind in ((KEDA, "ScaledObject"), (MONITORS, "ServiceMonitor")):
-            api.emulator.resources[key] = kmock.ResourceInfo(
-                kind=kind, namespaced=True, verbs=verbs
+        with kubeconfig_env(kubeconfig):
+            for name in ("default", NAMESPACE):
+                namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+                api.request("POST", "/api/v1/namespaces", namespace)
+            api.request(
+                "POST",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                yaml.safe_load(CRD_FILE.read_text()),
             )
-        yield recording
+            wait_for(lambda: api.get(MODELS) is not None, what="the InferenceModel resource")
+            verbs = {"get", "list", "watch", "create", "patch", "delete"}
+            for key, kind in ((KEDA, "ScaledObject"), (MONITORS, "ServiceMonitor")):
+                api.emulator.resources[key] = kmock.ResourceInfo(
+                    kind=kind, namespaced=True, verbs=verbs
+                )
+            yield recording
     finally:
         api.stop()
 
 
 @pytest.fixture(scope="module")
 def operator(cluster: RecordingCluster) -> Iterator[OperatorThread]:
-    running = OperatorThread(server=cluster.api.url, settings=OperatorSettings()).start()
+    running = OperatorThread(settings=OperatorSettings()).start()
     try:
         yield running
     finally:
@@ -205,14 +211,14 @@ def test_stopped_in_the_middle_of_a_reconcile_the_restart_duplicates_nothing(
     cluster: RecordingCluster, operator: OperatorThread
 ) -> None:
     api = cluster.api
-    # The Service create keeps failing, so the reconcile is caught between its Deployment and
+    # The Service apply keeps failing, so the reconcile is caught between its Deployment and
     # its Service when the operator stops.
-    api.fail(Failure("POST", SERVICES, 503, "ServiceUnavailable", times=10_000))
+    api.fail(Failure("PATCH", f"{SERVICES}/midway", 503, "ServiceUnavailable", times=10_000))
     _create(cluster, _model("midway", autoscaling=None, replicas=1))
     first = wait_for(lambda: api.get(f"{DEPLOYMENTS}/midway"), what="the Deployment")
     wait_for(
-        lambda: any(e.method == "POST" and e.path == SERVICES for e in api.log()),
-        what="the Service create under way",
+        lambda: any(e.method == "PATCH" and e.path == f"{SERVICES}/midway" for e in api.log()),
+        what="the Service apply under way",
     )
     operator.stop()
     try:
@@ -225,8 +231,7 @@ def test_stopped_in_the_middle_of_a_reconcile_the_restart_duplicates_nothing(
         lambda: (api.get(model_path("midway")) or {}).get("status", {}).get("phase") == "Ready",
         what="the status to converge to Ready",
     )
-    created = [e for e in api.log() if e.method == "POST" and e.path == DEPLOYMENTS]
-    assert [e.name for e in created].count("midway") == 1
+    assert api.created("midway").count("deployments") == 1
     deployment = api.get(f"{DEPLOYMENTS}/midway")
     assert deployment is not None and deployment["metadata"]["uid"] == first["metadata"]["uid"]
     for path in (DEPLOYMENTS, SERVICES):
@@ -242,12 +247,12 @@ async def _clear_failures(api: RunningEmulator) -> None:
 def test_every_create_whose_answer_is_lost_still_leaves_one_object_each(
     cluster: RecordingCluster, operator: OperatorThread
 ) -> None:
-    """Each create is stored but answered 500 (the answer lost on the way back), and the first
-    status writes conflict: the retries must find what exists instead of making it twice."""
+    """Each first apply is stored but answered 500 (the answer lost on the way back), and the
+    first status writes conflict: the retries must find what exists instead of making it twice."""
     api = cluster.api
     owned = (DEPLOYMENTS, SERVICES, HPAS, PDBS, SERVICE_MONITORS)
     for path in owned:
-        api.fail(Failure("POST", path, 500, "InternalError", applied=True))
+        api.fail(Failure("PATCH", f"{path}/lossy", 500, "InternalError", applied=True))
     api.fail(Failure("PATCH", model_path("lossy") + "/status", 409, "Conflict", times=2))
     _create(cluster, _model("lossy", autoscaling={**AUTOSCALING, "minReplicas": 2}))
     for path in owned:
@@ -261,8 +266,9 @@ def test_every_create_whose_answer_is_lost_still_leaves_one_object_each(
         named = [o for o in api.items(path) if o["metadata"]["name"] == "lossy"]
         assert len(named) == 1, path
         assert len(named[0]["metadata"]["ownerReferences"]) == 1, path
-        posts = [e for e in api.log() if e.method == "POST" and e.path == path]
-        assert [e.name for e in posts].count("lossy") >= 2, f"{path}: the lost create not retried"
+        applies = [e for e in api.log() if e.method == "PATCH" and e.path == f"{path}/lossy"]
+        assert len(applies) >= 2, f"{path}: the lost apply not retried"
+        assert api.created("lossy").count(path.rsplit("/", 1)[1]) == 1, path
     assert operator.error is None
 
 

@@ -1,6 +1,7 @@
 """A Kubernetes API emulator for operator tests: kmock 0.8 plus the fixes that kopf, kubectl and
-our own client need (object metadata, list kinds, 201 on create, CRD registration, label
-selectors, the scale subresource), served from its own thread so tests stay synchronous."""
+the client library need (object metadata, list kinds, 201 on create, CRD registration, label
+selectors, the scale subresource, server-side apply), served from its own thread so tests stay
+synchronous and reached through an ordinary kubeconfig file."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import uuid
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
 import jsonpatch
 import kmock
+import yaml
 from kmock._internal import dicts, enums, parsing, rendering
 
 _original_parse_path = parsing.parse_path
@@ -41,6 +44,62 @@ parsing.parse_path = _parse_path
 
 
 _DROP = "DROP-WATCH"
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+# Never owned by an applier: the server sets them, or they name the object.
+_SERVER_FIELDS = frozenset(
+    {"managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "status"}
+)
+
+FieldPath = tuple[str, ...]
+
+
+def _field_paths(obj: Mapping[str, Any], prefix: FieldPath = ()) -> set[FieldPath]:
+    """The leaf fields an applied object sets; lists count as one field each (atomic)."""
+    paths: set[FieldPath] = set()
+    for key, value in obj.items():
+        if key in _SERVER_FIELDS and prefix in {(), ("metadata",)}:
+            continue
+        if isinstance(value, Mapping) and value:
+            paths |= _field_paths(value, (*prefix, key))
+        else:
+            paths.add((*prefix, key))
+    return paths
+
+
+def _fields_v1(paths: set[FieldPath]) -> dict[str, Any]:
+    """Field paths in the API server's managedFields notation ({"f:spec": {"f:replicas": {}}})."""
+    tree: dict[str, Any] = {}
+    for path in sorted(paths):
+        node = tree
+        for key in path:
+            node = node.setdefault(f"f:{key}", {})
+    return tree
+
+
+def _paths_of(fields: Mapping[str, Any], prefix: FieldPath = ()) -> set[FieldPath]:
+    paths: set[FieldPath] = set()
+    for key, value in fields.items():
+        path = (*prefix, key.removeprefix("f:"))
+        paths |= _paths_of(value, path) if value else {path}
+    return paths
+
+
+def _merged(stored: Any, applied: Any) -> Any:
+    """Maps merge key by key; anything else, lists included, is replaced by the applied value."""
+    if isinstance(stored, Mapping) and isinstance(applied, Mapping):
+        result = dict(stored)
+        for key, value in applied.items():
+            result[key] = _merged(stored.get(key), value)
+        return result
+    return copy.deepcopy(applied)
+
+
+def _remove(obj: dict[str, Any], path: FieldPath) -> None:
+    node: Any = obj
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
 
 
 def _version(obj: Mapping[str, Any]) -> int:
@@ -113,6 +172,8 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         watch = (self.fallback**1)[enums.action.WATCH]
         watch << kmock.headers({"Content-Type": "application/json"}) << self._serve_watch
         self.failures: list[Failure] = []
+        # Every object made, by a create or by an apply: (resource plural, namespace, name).
+        self.created: list[tuple[str, str | None, str]] = []
 
     def fail(self, failure: Failure) -> None:
         self.failures.append(failure)
@@ -167,6 +228,10 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     async def _handle_request(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         if request.resource is not None and request.subresource == "scale":
             return await self._handle_scale(request)
+        if request.method.value.upper() == "PATCH" and request.headers.get(
+            "Content-Type", ""
+        ).startswith(APPLY_CONTENT_TYPE):
+            return await self._apply(request)
         if request.resource is not None and request.action == enums.action.CREATE:
             self._stamp_create(request)
         elif request.resource is not None and request.action == enums.action.UPDATE:
@@ -188,6 +253,7 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         meta["resourceVersion"] = str(next(self._versions))
         meta["creationTimestamp"] = _now()
         meta["generation"] = 1
+        self.created.append((request.resource.plural, meta.get("namespace"), meta.get("name")))
         if request.resource.plural == "customresourcedefinitions":  # served at once: established
             names = request.data.get("spec", {}).get("names", {})
             conditions = [{"type": t, "status": "True"} for t in ("NamesAccepted", "Established")]
@@ -217,6 +283,65 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         else:
             meta = data.get("metadata") or {}
             data["metadata"] = {**meta, **stamp}
+
+    async def _apply(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """Server-side apply, simplified. Each applier (field manager) owns the fields of its last
+        applied object, recorded in metadata.managedFields; lists are atomic (owned and replaced
+        whole, where the API server merges some by key); conflicts with other writers are always
+        won by the applier (the operator applies with force), and writes that are not applies
+        own nothing. An apply creates a missing object, merges into a stored one, removes the
+        fields the same manager applied before but no longer does, and changes nothing
+        (no new resourceVersion, no watch event) when the result is what is stored."""
+        manager = request.params.get("fieldManager")
+        if not manager:
+            raise kmock.KubernetesError(422, "Invalid", "fieldManager is required for apply")
+        if request.resource is None or request.name is None or not isinstance(request.data, dict):
+            raise kmock.KubernetesError(400, "BadRequest", "apply a whole object by name")
+        applied = copy.deepcopy(request.data)
+        owned = _field_paths(applied)
+        entry = {
+            "manager": manager,
+            "operation": "Apply",
+            "apiVersion": applied.get("apiVersion"),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": _fields_v1(owned),
+        }
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            current = self.stored(request)
+            if current is None:
+                result = applied
+                meta = result.setdefault("metadata", {})
+                if request.namespace:
+                    meta["namespace"] = request.namespace
+                meta.update(
+                    uid=str(uuid.uuid4()),
+                    resourceVersion=str(next(self._versions)),
+                    creationTimestamp=_now(),
+                    generation=1,
+                    managedFields=[entry],
+                )
+                event, status = "ADDED", 201
+                self.created.append((request.resource.plural, request.namespace, request.name))
+            else:
+                managers = current["metadata"].get("managedFields") or []
+                before = next((m for m in managers if m.get("manager") == manager), None)
+                result = _merged(current, applied)
+                for path in _paths_of((before or {}).get("fieldsV1") or {}) - owned:
+                    _remove(result, path)
+                others = [m for m in managers if m.get("manager") != manager]
+                result["metadata"]["managedFields"] = [*others, entry]
+                if result == current:
+                    return aiohttp.web.json_response(current)
+                stamp: dict[str, Any] = {"resourceVersion": str(next(self._versions))}
+                if result.get("spec") != current.get("spec"):
+                    stamp["generation"] = int(current["metadata"].get("generation", 1)) + 1
+                result["metadata"].update(stamp)
+                event, status = "MODIFIED", 200
+            self.objects[key] = result
+            event_object = copy.deepcopy(result)
+            await self._buses[request.resource].put({"type": event, "object": event_object})
+        return aiohttp.web.json_response(result, status=status)
 
     def _register_crd(self, request: rendering.Request) -> None:
         """Applying a CRD serves its resource, as the API server does."""
@@ -368,6 +493,7 @@ class RunningEmulator:
     def __init__(self) -> None:
         self.emulator = KubeEmulator()
         self.url = ""
+        self.kubeconfig: Path | None = None
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -388,6 +514,23 @@ class RunningEmulator:
         if not self._ready.wait(timeout=30):
             raise RuntimeError("the Kubernetes emulator did not start")
         return self
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        """An ordinary kubeconfig whose current context is this emulator, which asks for no
+        credentials; kopf, the client library and kubectl all read it as they would a cluster's."""
+        cluster = {"name": "emulator", "cluster": {"server": self.url}}
+        context = {"name": "emulator", "context": {"cluster": "emulator", "user": "anyone"}}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cluster],
+            "users": [{"name": "anyone", "user": {}}],
+            "contexts": [context],
+            "current-context": "emulator",
+        }
+        path.write_text(yaml.safe_dump(config))
+        self.kubeconfig = path
+        return path
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -431,6 +574,10 @@ class RunningEmulator:
 
     def log(self) -> list[Logged]:
         return list(self.emulator.log)
+
+    def created(self, name: str) -> list[str]:
+        """The resources (plurals) of every object made with this name, one entry per make."""
+        return [plural for plural, _, made in list(self.emulator.created) if made == name]
 
     def fail(self, failure: Failure) -> None:
         self._loop.call_soon_threadsafe(self.emulator.fail, failure)

@@ -1,23 +1,27 @@
 """What operator tests drive: kopf running marserve's handlers in its own thread against the
-Kubernetes emulator, the real kubectl pointed at it, and the issue's example manifest."""
+Kubernetes emulator, the real kubectl pointed at it (both through a kubeconfig file that
+KUBECONFIG names), and the issue's example manifest."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import Configuration
 
-from marserve_operator import kube, main
+from marserve_operator import cluster, main
 from marserve_operator.settings import OperatorSettings
 from support.kube_emulator import RunningEmulator
 
@@ -35,7 +39,7 @@ TEST_TIMING = main.Timing(
     connect_timeout=5.0,
     request_timeout=10.0,
     exit_timeout=1.0,
-    retry=kube.RetryPolicy(attempts=6, first_delay=0.05, max_delay=0.5, request_timeout=10.0),
+    retry=cluster.RetryPolicy(attempts=6, first_delay=0.05, max_delay=0.5, request_timeout=10.0),
 )
 
 EXAMPLE_MANIFEST = """\
@@ -79,14 +83,35 @@ def wait_for(
     pytest.fail(f"timed out waiting for {what} (last value: {last!r})")
 
 
-class Kubectl:
-    """The real kubectl pointed at the emulator (or, with no server, at the current context),
-    as a user would run it."""
+@contextlib.contextmanager
+def kubeconfig_env(path: Path) -> Iterator[None]:
+    """Point KUBECONFIG at `path` in this process: for kubectl and child processes, and for the
+    in-process operator's login, whose client library reads KUBECONFIG once, at import."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KUBECONFIG", str(path))
+        patch.setattr(kube_config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+        yield
 
-    def __init__(self, server: str | None, cache_dir: Path) -> None:
+
+async def connect(kubeconfig: Path, *, retry: cluster.RetryPolicy) -> cluster.Cluster:
+    """The operator's API client, configured from a kubeconfig file as its login would."""
+    configuration = Configuration()
+    await kube_config.load_kube_config(
+        config_file=str(kubeconfig), client_configuration=configuration
+    )
+    client = cluster.Cluster(retry=retry)
+    await client.configure(configuration)
+    return client
+
+
+class Kubectl:
+    """The real kubectl, as a user would run it, with the given kubeconfig (or, with none, the
+    current context)."""
+
+    def __init__(self, kubeconfig: Path | None, cache_dir: Path) -> None:
         found = shutil.which("kubectl", path=str(Path(sys.executable).parent))
         self.binary = found or shutil.which("kubectl")
-        self.server = server
+        self.kubeconfig = kubeconfig
         self.cache_dir = cache_dir
 
     def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -94,9 +119,10 @@ class Kubectl:
             pytest.skip("kubectl is not installed (make tools puts it into .venv/bin)")
         # A fresh discovery cache per call: resources appear as CRDs are applied.
         cache = self.cache_dir / str(time.monotonic_ns())
-        target = ["--server", self.server] if self.server else []
-        command = [self.binary, *target, "--cache-dir", str(cache), *args]
-        env = {**os.environ, "KUBECONFIG": os.devnull} if self.server else dict(os.environ)
+        command = [self.binary, "--cache-dir", str(cache), *args]
+        env = dict(os.environ)
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = str(self.kubeconfig)
         return subprocess.run(
             command, input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False
         )
@@ -108,21 +134,11 @@ class Kubectl:
 
 
 class OperatorThread:
-    """marserve's operator in its own thread and event loop; `stop` always ends the thread."""
+    """marserve's operator in its own thread and event loop, logged in to the cluster KUBECONFIG
+    names; `stop` always ends the thread."""
 
-    def __init__(
-        self,
-        *,
-        server: str,
-        settings: OperatorSettings,
-        connection: kube.Connection | None = None,
-        timing: main.Timing = TEST_TIMING,
-    ) -> None:
-        self.server = server
+    def __init__(self, *, settings: OperatorSettings, timing: main.Timing = TEST_TIMING) -> None:
         self.settings = settings
-        self.connection = connection or kube.Connection(
-            server=server, insecure=True, test_server=True
-        )
         self.timing = timing
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -137,7 +153,6 @@ class OperatorThread:
                 asyncio.run(
                     main.run(
                         settings=self.settings,
-                        connection=self.connection,
                         timing=self.timing,
                         stop_flag=self._stop,
                         ready_flag=ready,
