@@ -38,6 +38,8 @@ FRONT_BUCKETS = (
     ("metrics", "marserve/server/metrics.py", ""),
     ("batching and dispatch", "marserve/server/batching.py", ""),
     ("batching and dispatch", "marserve/server/scheduler.py", ""),
+    ("batching and dispatch", "marserve/server/worker_pool.py", ""),
+    ("batching and dispatch", "marserve/server/worker_session.py", ""),
     ("HTTP response write (aiohttp + send)", "aiohttp/http_writer.py", ""),
     ("HTTP response write (aiohttp + send)", "aiohttp/web_response.py", ""),
     ("routes, middleware, data plane", "marserve/server/", ""),
