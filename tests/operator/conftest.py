@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from marserve_operator.settings import OperatorSettings
-from support.kube_emulator import RunningEmulator
 from support.operator_harness import (
     CRD_FILE,
     NAMESPACE,
@@ -17,6 +16,7 @@ from support.operator_harness import (
     install_crd,
     kubeconfig_env,
 )
+from support.running_emulator import RunningEmulator
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 

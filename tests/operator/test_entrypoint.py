@@ -11,8 +11,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from support.kube_emulator import RunningEmulator
 from support.operator_harness import DEPLOYMENTS, MODELS, NAMESPACE, wait_for
+from support.running_emulator import RunningEmulator
 
 SCRIPT = Path(sys.executable).parent / "marserve-operator"
 

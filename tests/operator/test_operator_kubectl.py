@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 
 from marserve_operator.resources.metadata import MODEL_LABEL, SPEC_HASH_ANNOTATION
-from support.kube_emulator import Failure, RunningEmulator
+from support.kube_emulator import Failure
 from support.operator_harness import (
     DEPLOYMENTS,
     NAMESPACE,
@@ -24,6 +24,7 @@ from support.operator_harness import (
     report_deployment_ready,
     wait_for,
 )
+from support.running_emulator import RunningEmulator
 
 pytestmark = pytest.mark.usefixtures("operator")
 

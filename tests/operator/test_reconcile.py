@@ -13,8 +13,9 @@ from kubernetes_asyncio.client import Configuration
 
 from marserve_operator import cluster, reconcile
 from marserve_operator.settings import OperatorSettings
-from support.kube_emulator import Failure, RunningEmulator
+from support.kube_emulator import Failure
 from support.operator_harness import DEPLOYMENTS, MODELS, NAMESPACE, SERVICES, connect, model_path
+from support.running_emulator import RunningEmulator
 
 HPAS = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers"
 PDBS = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets"

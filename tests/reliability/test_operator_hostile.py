@@ -23,7 +23,7 @@ import yaml
 from marserve_operator.resources.metadata import MODEL_LABEL
 from marserve_operator.settings import OperatorSettings
 from support import crd_schema, tools
-from support.kube_emulator import APPLY_CONTENT_TYPE, Failure, RunningEmulator
+from support.kube_emulator import Failure
 from support.operator_harness import (
     CRD_FILE,
     DEPLOYMENTS,
@@ -39,6 +39,8 @@ from support.operator_harness import (
     report_deployment_ready,
     wait_for,
 )
+from support.running_emulator import RunningEmulator
+from support.server_side_apply import APPLY_CONTENT_TYPE
 
 Permission = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 VERBS = {"FETCH": "get", "LIST": "list", "WATCH": "watch", "CREATE": "create"}

@@ -1,133 +1,34 @@
-"""A Kubernetes API emulator for operator tests: kmock 0.8 plus the fixes that kopf, kubectl and
-the client library need (object metadata, list kinds, 201 on create, CRD registration, label
-selectors, the scale subresource, server-side apply), served from its own thread so tests stay
-synchronous and reached through an ordinary kubeconfig file."""
+"""A Kubernetes API emulator for operator tests: kmock answering as the API server does (see
+`kmock_conformance.py`), plus the writes' metadata, CRD registration, the scale subresource and
+server-side apply (see `server_side_apply.py`), and what tests need to watch and upset it: a log
+of requests and injected failures. `running_emulator.py` serves it."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import datetime
-import itertools
-import json
-import threading
-import urllib.error
-import urllib.request
 import uuid
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp.web
 import jsonpatch
 import kmock
-import yaml
-from kmock._internal import dicts, enums, parsing, rendering
+from kmock._internal import dicts, enums, rendering
 
-_original_parse_path = parsing.parse_path
-
-
-def _parse_path(path: str) -> parsing.ParsedPath:
-    """kmock reads `/api/v1/namespaces[/NAME]` as a namespace prefix with no resource; it is the
-    cluster-scoped `namespaces` resource."""
-    parts = path.strip("/").split("/")
-    tail = parts[4:]
-    if parts[:3] == ["api", "v1", "namespaces"] and tail in ([], ["status"], ["finalize"]):
-        name = parts[3] if len(parts) > 3 else None
-        return parsing.ParsedPath("", "v1", "namespaces", None, name, tail[0] if tail else None)
-    return _original_parse_path(path)
-
-
-parsing.parse_path = _parse_path
-
-
-_DROP = "DROP-WATCH"
-APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
-# Never owned by an applier: the server sets them, or they name the object.
-_SERVER_FIELDS = frozenset(
-    {"managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "status"}
-)
-
-FieldPath = tuple[str, ...]
-
-
-def _field_paths(obj: Mapping[str, Any], prefix: FieldPath = ()) -> set[FieldPath]:
-    """The leaf fields an applied object sets; lists count as one field each (atomic)."""
-    paths: set[FieldPath] = set()
-    for key, value in obj.items():
-        if key in _SERVER_FIELDS and prefix in {(), ("metadata",)}:
-            continue
-        if isinstance(value, Mapping) and value:
-            paths |= _field_paths(value, (*prefix, key))
-        else:
-            paths.add((*prefix, key))
-    return paths
-
-
-def _fields_v1(paths: set[FieldPath]) -> dict[str, Any]:
-    """Field paths in the API server's managedFields notation ({"f:spec": {"f:replicas": {}}})."""
-    tree: dict[str, Any] = {}
-    for path in sorted(paths):
-        node = tree
-        for key in path:
-            node = node.setdefault(f"f:{key}", {})
-    return tree
-
-
-def _paths_of(fields: Mapping[str, Any], prefix: FieldPath = ()) -> set[FieldPath]:
-    paths: set[FieldPath] = set()
-    for key, value in fields.items():
-        path = (*prefix, key.removeprefix("f:"))
-        paths |= _paths_of(value, path) if value else {path}
-    return paths
-
-
-def _merged(stored: Any, applied: Any) -> Any:
-    """Maps merge key by key; anything else, lists included, is replaced by the applied value."""
-    if isinstance(stored, Mapping) and isinstance(applied, Mapping):
-        result = dict(stored)
-        for key, value in applied.items():
-            result[key] = _merged(stored.get(key), value)
-        return result
-    return copy.deepcopy(applied)
-
-
-def _remove(obj: dict[str, Any], path: FieldPath) -> None:
-    node: Any = obj
-    for key in path[:-1]:
-        node = node.get(key) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        node.pop(path[-1], None)
-
-
-def _version(obj: Mapping[str, Any]) -> int:
-    version = str((obj.get("metadata") or {}).get("resourceVersion") or "0")
-    return int(version) if version.isdigit() else 0
+from support import server_side_apply
+from support.kmock_conformance import ConformingEmulator
 
 
 def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
-    """Equality-based label selectors: `k=v`, `k==v`, `k!=v`, `k`, `!k`."""
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            if labels.get(key.strip()) == value.strip():
-                return False
-        elif "=" in term:
-            key, value = term.replace("==", "=").split("=", 1)
-            if labels.get(key.strip()) != value.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
+def _generation(current: Mapping[str, Any], *, spec: Any) -> int:
+    """The generation after a write: it counts the changes of the spec, as the API server's."""
+    generation = int(current["metadata"].get("generation", 1))
+    return generation + 1 if spec != current.get("spec") else generation
 
 
 @dataclass
@@ -155,7 +56,7 @@ class Logged:
     watch: bool = False
 
 
-class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+class KubeEmulator(ConformingEmulator):
     """kmock's emulator with the API server behaviour our tests depend on."""
 
     # kmock matches each request against its whole history; keep only a short tail of it.
@@ -163,14 +64,7 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        with warnings.catch_warnings():  # kmock reads its bundle with a deprecated call
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self.resources.load_bundled()
         self.log: list[Logged] = []
-        self._versions = itertools.count(1000)
-        # Watch streams are JSON lines; kubectl refuses kmock's application/octet-stream.
-        watch = (self.fallback**1)[enums.action.WATCH]
-        watch << kmock.headers({"Content-Type": "application/json"}) << self._serve_watch
         self.failures: list[Failure] = []
         # Every object made, by a create or by an apply: (resource plural, namespace, name).
         self.created: list[tuple[str, str | None, str]] = []
@@ -230,7 +124,7 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             return await self._handle_scale(request)
         if request.method.value.upper() == "PATCH" and request.headers.get(
             "Content-Type", ""
-        ).startswith(APPLY_CONTENT_TYPE):
+        ).startswith(server_side_apply.APPLY_CONTENT_TYPE):
             return await self._apply(request)
         if request.resource is not None and request.action == enums.action.CREATE:
             self._stamp_create(request)
@@ -247,13 +141,7 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         meta = request.data.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
-        if request.namespace and not meta.get("namespace"):
-            meta["namespace"] = request.namespace
-        meta["uid"] = str(uuid.uuid4())
-        meta["resourceVersion"] = str(next(self._versions))
-        meta["creationTimestamp"] = _now()
-        meta["generation"] = 1
-        self.created.append((request.resource.plural, meta.get("namespace"), meta.get("name")))
+        self._stamp_new(request, meta)
         if request.resource.plural == "customresourcedefinitions":  # served at once: established
             names = request.data.get("spec", {}).get("names", {})
             conditions = [{"type": t, "status": "True"} for t in ("NamesAccepted", "Established")]
@@ -273,9 +161,10 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             changed = dicts.patch_dict(copy.deepcopy(current), copy.deepcopy(data))
         except jsonpatch.JsonPatchException as exc:  # e.g. a failed resourceVersion test
             raise kmock.KubernetesError(422, "Invalid", str(exc)) from None
-        stamp = {"resourceVersion": str(next(self._versions))}
-        if changed.get("spec") != current.get("spec"):
-            stamp["generation"] = int(current["metadata"].get("generation", 1)) + 1
+        stamp = {
+            "resourceVersion": str(next(self._versions)),
+            "generation": _generation(current, spec=changed.get("spec")),
+        }
         if isinstance(data, list):
             data.extend(
                 {"op": "add", "path": f"/metadata/{k}", "value": v} for k, v in stamp.items()
@@ -284,59 +173,39 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             meta = data.get("metadata") or {}
             data["metadata"] = {**meta, **stamp}
 
+    def _stamp_new(self, request: rendering.Request, meta: dict[str, Any]) -> None:
+        """What the API server sets on an object it makes, by a create or an apply."""
+        if request.namespace and not meta.get("namespace"):
+            meta["namespace"] = request.namespace
+        meta["uid"] = str(uuid.uuid4())
+        meta["resourceVersion"] = str(next(self._versions))
+        meta["creationTimestamp"] = _now()
+        meta["generation"] = 1
+        self.created.append((request.resource.plural, meta.get("namespace"), meta.get("name")))
+
     async def _apply(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
-        """Server-side apply, simplified. Each applier (field manager) owns the fields of its last
-        applied object, recorded in metadata.managedFields; lists are atomic (owned and replaced
-        whole, where the API server merges some by key); conflicts with other writers are always
-        won by the applier (the operator applies with force), and writes that are not applies
-        own nothing. An apply creates a missing object, merges into a stored one, removes the
-        fields the same manager applied before but no longer does, and changes nothing
-        (no new resourceVersion, no watch event) when the result is what is stored."""
+        """Server-side apply (see `server_side_apply.py`): creates a missing object or updates a
+        stored one, and changes nothing (no new resourceVersion, no watch event) when the result
+        is what is stored."""
         manager = request.params.get("fieldManager")
         if not manager:
             raise kmock.KubernetesError(422, "Invalid", "fieldManager is required for apply")
         if request.resource is None or request.name is None or not isinstance(request.data, dict):
             raise kmock.KubernetesError(400, "BadRequest", "apply a whole object by name")
-        applied = copy.deepcopy(request.data)
-        owned = _field_paths(applied)
-        entry = {
-            "manager": manager,
-            "operation": "Apply",
-            "apiVersion": applied.get("apiVersion"),
-            "fieldsType": "FieldsV1",
-            "fieldsV1": _fields_v1(owned),
-        }
         key = (request.resource, request.namespace, request.name)
         async with self._lock:
             current = self.stored(request)
+            result = server_side_apply.apply(current, request.data, manager=manager)
             if current is None:
-                result = applied
-                meta = result.setdefault("metadata", {})
-                if request.namespace:
-                    meta["namespace"] = request.namespace
-                meta.update(
-                    uid=str(uuid.uuid4()),
-                    resourceVersion=str(next(self._versions)),
-                    creationTimestamp=_now(),
-                    generation=1,
-                    managedFields=[entry],
-                )
+                self._stamp_new(request, result["metadata"])
                 event, status = "ADDED", 201
-                self.created.append((request.resource.plural, request.namespace, request.name))
+            elif result == current:
+                return aiohttp.web.json_response(current)
             else:
-                managers = current["metadata"].get("managedFields") or []
-                before = next((m for m in managers if m.get("manager") == manager), None)
-                result = _merged(current, applied)
-                for path in _paths_of((before or {}).get("fieldsV1") or {}) - owned:
-                    _remove(result, path)
-                others = [m for m in managers if m.get("manager") != manager]
-                result["metadata"]["managedFields"] = [*others, entry]
-                if result == current:
-                    return aiohttp.web.json_response(current)
-                stamp: dict[str, Any] = {"resourceVersion": str(next(self._versions))}
-                if result.get("spec") != current.get("spec"):
-                    stamp["generation"] = int(current["metadata"].get("generation", 1)) + 1
-                result["metadata"].update(stamp)
+                result["metadata"].update(
+                    resourceVersion=str(next(self._versions)),
+                    generation=_generation(current, spec=result.get("spec")),
+                )
                 event, status = "MODIFIED", 200
             self.objects[key] = result
             event_object = copy.deepcopy(result)
@@ -366,14 +235,12 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         current = self.stored(request)
         if request.action == enums.action.UPDATE and current is not None:
             replicas = (request.data or {}).get("spec", {}).get("replicas")
-            generation = int(current["metadata"].get("generation", 1))
-            if replicas != current.get("spec", {}).get("replicas"):
-                generation += 1
+            spec = {**current.get("spec", {}), "replicas": replicas}
             stamp = {
                 "spec": {"replicas": replicas},
                 "metadata": {
                     "resourceVersion": str(next(self._versions)),
-                    "generation": generation,
+                    "generation": _generation(current, spec=spec),
                 },
             }
             async with self._lock:
@@ -393,191 +260,3 @@ class KubeEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             "status": {"replicas": status.get("replicas", 0), "selector": status.get("selector")},
         }
         return aiohttp.web.json_response(scale)
-
-    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
-        if isinstance(exc, kmock.KubernetesError) and exc.status == 409:
-            exc = kmock.KubernetesError(409, "AlreadyExists", "the object already exists")
-        return await super()._render_error(exc)
-
-    async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
-        return rendering.Response(status=201, payload=await super()._serve_create(request))
-
-    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
-        result: dict[str, Any] = await super()._serve_list(request)
-        selector = request.params.get("labelSelector")
-        if selector:
-            result["items"] = [
-                item
-                for item in result["items"]
-                if _selector_matches(selector, item.get("metadata", {}).get("labels") or {})
-            ]
-        assert request.resource is not None
-        info = self.resources[request.resource]
-        group, version = request.resource.group, request.resource.version
-        result["apiVersion"] = f"{group}/{version}" if group else version
-        result["kind"] = f"{info.kind}List"
-        result["metadata"] = {"resourceVersion": str(next(self._versions))}
-        return result
-
-    async def _serve_watch(self, request: rendering.Request) -> Any:
-        """kmock subscribes to changes only after sending the existing objects, and replays them
-        all even when the client asks for changes since a listed resourceVersion; kopf then acts
-        on stale copies. Subscribe first, and replay only what changed since that version."""
-        yield b""
-        assert request.resource is not None
-        bus = self._buses[request.resource]
-        mark = await bus.mark()
-        try:
-            since = request.params.get("resourceVersion", "")
-            async with self._lock:
-                existing = [
-                    {"type": "MODIFIED" if since.isdigit() else "ADDED", "object": obj.raw}
-                    for (resource, namespace, name), obj in self.objects.items()
-                    if not obj.deleted
-                    and self._watched(request, resource, namespace, name)
-                    and _version(obj.raw) > (int(since) if since.isdigit() else -1)
-                ]
-            for event in existing:
-                yield event
-            async for event in bus.stream(since=mark):
-                if event.get("type") == _DROP:
-                    return
-                meta = event.get("object", {}).get("metadata", {})
-                if self._watched(
-                    request, request.resource, meta.get("namespace"), meta.get("name")
-                ):
-                    yield event
-        finally:
-            await bus.unmark(mark)
-
-    @staticmethod
-    def _watched(request: rendering.Request, resource: Any, namespace: Any, name: Any) -> bool:
-        return bool(
-            resource == request.resource
-            and (request.namespace is None or namespace == request.namespace)
-            and (request.name is None or name == request.name)
-        )
-
-    async def drop_watches(self) -> None:
-        """End every open watch stream, as an API server restart or a proxy timeout does."""
-        for bus in list(self._buses.values()):
-            await bus.put({"type": _DROP})
-
-    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
-        result: dict[str, Any] = await super()._serve_version(request)
-        if result["groupVersion"].startswith("/"):
-            result["groupVersion"] = result["groupVersion"][1:]
-        for entry in result["resources"]:
-            if "/" in entry["name"]:
-                entry.update(shortNames=[], categories=[])
-            if entry["name"].endswith("/scale"):
-                entry.update(group="autoscaling", version="v1", kind="Scale")
-                entry["verbs"] = ["get", "patch"]
-            elif entry["name"].endswith("/status"):
-                entry["verbs"] = ["get", "patch"]
-        return result
-
-
-class ApiError(Exception):
-    """An HTTP error answered by the emulator, kept with its status for assertions."""
-
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"{status}: {body}")
-        self.status = status
-
-
-class RunningEmulator:
-    """The emulator served on 127.0.0.1 from a thread with its own event loop, plus a small
-    synchronous client so tests can act as the cluster's controllers would."""
-
-    def __init__(self) -> None:
-        self.emulator = KubeEmulator()
-        self.url = ""
-        self.kubeconfig: Path | None = None
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
-
-    def _run(self) -> None:
-        self._loop.run_until_complete(self._serve())
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        async with self.emulator, kmock.Server(self.emulator) as server:
-            self.url = str(server.url).rstrip("/")
-            self._ready.set()
-            await self._stop.wait()
-
-    def start(self) -> RunningEmulator:
-        self._thread.start()
-        if not self._ready.wait(timeout=30):
-            raise RuntimeError("the Kubernetes emulator did not start")
-        return self
-
-    def write_kubeconfig(self, path: Path) -> Path:
-        """An ordinary kubeconfig whose current context is this emulator, which asks for no
-        credentials; kopf, the client library and kubectl all read it as they would a cluster's."""
-        cluster = {"name": "emulator", "cluster": {"server": self.url}}
-        context = {"name": "emulator", "context": {"cluster": "emulator", "user": "anyone"}}
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [cluster],
-            "users": [{"name": "anyone", "user": {}}],
-            "contexts": [context],
-            "current-context": "emulator",
-        }
-        path.write_text(yaml.safe_dump(config))
-        self.kubeconfig = path
-        return path
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=30)
-
-    def call(self, coro: Any) -> Any:
-        """Run a coroutine on the emulator's loop (e.g. to add a reaction) and wait for it."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        content_type: str = "application/merge-patch+json",
-    ) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        if method != "PATCH":
-            content_type = "application/json"
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", content_type)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            raise ApiError(exc.code, exc.read().decode(errors="replace")) from None
-
-    def get(self, path: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = self.request("GET", path)
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return result
-
-    def items(self, path: str) -> list[dict[str, Any]]:
-        return list((self.get(path) or {}).get("items", []))
-
-    def log(self) -> list[Logged]:
-        return list(self.emulator.log)
-
-    def created(self, name: str) -> list[str]:
-        """The resources (plurals) of every object made with this name, one entry per make."""
-        return [plural for plural, _, made in list(self.emulator.created) if made == name]
-
-    def fail(self, failure: Failure) -> None:
-        self._loop.call_soon_threadsafe(self.emulator.fail, failure)

@@ -23,7 +23,7 @@ from kubernetes_asyncio.client import Configuration
 
 from marserve_operator import cluster, main
 from marserve_operator.settings import OperatorSettings
-from support.kube_emulator import RunningEmulator
+from support.running_emulator import RunningEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO_ROOT / "crds" / "inferencemodel.yaml"
