@@ -1,5 +1,5 @@
 """What a model's pods say about it: the archive extraction, image pulls, scheduling and the
-worker's restarts, read from init container, container and pod conditions.
+worker container's restarts, read from init container, container and pod conditions.
 
 Pure functions over Pod dicts; `status` turns the findings into phases and conditions.
 """

@@ -24,11 +24,11 @@ class OperatorSettings:
     worker_image: str = DEFAULT_WORKER_IMAGE
     # Empty means every namespace (cluster-wide).
     watch_namespaces: tuple[str, ...] = ()
-    # Grace given to a terminating worker on top of its requests' response timeout.
+    # Grace given to a terminating pod on top of its requests' response timeout.
     termination_grace_seconds: int = 30
     # Time the pod keeps serving after it is marked for deletion, so endpoints drop it first.
     pre_stop_seconds: int = 5
-    # How long a started worker may take to load its model before it is restarted (the startup
+    # How long a started pod may take to load its model before it is restarted (the startup
     # probe's budget); the Deployment's progress deadline adds time for the download.
     startup_budget_seconds: int = 1800
     # Prometheus that KEDA's prometheus trigger queries.

@@ -1,9 +1,9 @@
-"""What the worker, the operator and the Helm chart must agree on, written once.
+"""What the marserve server, the operator and the Helm chart must agree on, written once.
 
 A name retyped in two places breaks a cluster silently when one copy changes: the operator would
-set a variable the worker no longer reads, an HPA would ask for a series nobody exports. So the
+set a variable the server no longer reads, an HPA would ask for a series nobody exports. So the
 ports, the `MARSERVE_*` variables, the metric names and the termination-log record live here, the
-worker and the operator import them, and `make chart` writes the chart's copies from them.
+server and the operator import them, and `make chart` writes the chart's copies from them.
 
 Standard library only: the operator imports this without torch, aiohttp or prometheus_client.
 Every value is on the wire; changing one breaks running clusters and existing dashboards.
@@ -20,7 +20,7 @@ from typing import Final, Literal
 
 @dataclass(frozen=True)
 class Port:
-    """A worker port: its number, and the container port name the Service, the probes and
+    """A port of the server: its number, and the container port name the Service, the probes and
     ServiceMonitors refer to instead of the number."""
 
     name: str
@@ -34,7 +34,7 @@ METRICS_PATH: Final = "/metrics"
 # TorchServe's /ping answers Healthy only once every model is loaded: it gates traffic.
 READINESS_PATH: Final = "/ping"
 LIVENESS_PATH: Final = "/v2/health/live"
-# Where the init container unpacks the archive and the worker serves it from (the worker image's
+# Where the init container unpacks the archive and the server serves it from (the worker image's
 # default model store too).
 MODEL_DIR: Final = "/mnt/models"
 
@@ -95,7 +95,7 @@ class OperatorEnv:
 WORKER_ENV: Final = WorkerEnv()
 EXTRACT_ENV: Final = ExtractEnv()
 OPERATOR_ENV: Final = OperatorEnv()
-# The worker variables the operator sets from spec fields; the CRD refuses them in spec.env.
+# The server's variables the operator sets from spec fields; the CRD refuses them in spec.env.
 OPERATOR_MANAGED_WORKER_ENV: Final = (
     WORKER_ENV.models,
     WORKER_ENV.host,
@@ -128,7 +128,7 @@ METRIC_LABELS: Final = MetricLabels()
 
 @dataclass(frozen=True)
 class MetricFamily:
-    """One native metric as the worker declares it, and the series names queries read."""
+    """One native metric as the server declares it, and the series names queries read."""
 
     name: str
     kind: MetricKind

@@ -1,4 +1,4 @@
-"""How an accelerator type becomes extended resources and tolerations on the worker pod.
+"""How an accelerator type becomes extended resources and tolerations on the model's pods.
 
 No node selector is added: requesting the extended resource already restricts scheduling to
 nodes whose device plugin advertises it, while feature-discovery labels may not be installed.

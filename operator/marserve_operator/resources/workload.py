@@ -1,4 +1,5 @@
-"""The worker Deployment: an init container unpacks the archive, then the worker serves it."""
+"""The model's Deployment: an init container unpacks the archive, then the `worker` container
+serves it."""
 
 from __future__ import annotations
 
@@ -84,8 +85,9 @@ def _volumes(model: ModelSpec, settings: OperatorSettings) -> list[dict[str, Any
 
 
 def _cpu_and_memory(model: ModelSpec) -> dict[str, dict[str, Any]]:
-    """The worker's CPU and memory without accelerators: the pod's effective request is the
-    larger of init and app containers, so reusing them costs the scheduler nothing."""
+    """The worker container's CPU and memory without accelerators: the pod's effective request
+    is the larger of init and app containers, so reusing them costs the Kubernetes scheduler
+    nothing."""
     result = {
         key: {
             k: v
@@ -220,7 +222,7 @@ def _worker_container(model: ModelSpec, image: str, settings: OperatorSettings) 
 
 
 def pod_template(model: ModelSpec, settings: OperatorSettings) -> dict[str, Any]:
-    """The worker pod template, annotated with the digest of everything else in it."""
+    """The model's pod template, annotated with the digest of everything else in it."""
     image = model.image or settings.worker_image
     pod: dict[str, Any] = {
         "securityContext": copy.deepcopy(_POD_SECURITY),

@@ -87,7 +87,7 @@ class ModelMetrics:
         queued: Callable[[], float],
         workers: Callable[[], float],
     ) -> None:
-        """Reads the in-flight, queue-depth and worker gauges from the runner when scraped, so
+        """Reads the in-flight, queue-depth and worker gauges from the scheduler when scraped, so
         the request path updates plain integers instead of locked gauge values per request."""
         self.inflight.set_function(inflight)
         self.queue_depth.set_function(queued)
