@@ -153,6 +153,17 @@ class Cluster:
                 await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
                 attempt += 1
 
+    async def _unless_missing(
+        self, operation: Callable[[DynamicClient], Awaitable[_T]]
+    ) -> _T | None:
+        """`_call`, with None for a 404: the object, its kind or its group is not there."""
+        try:
+            return await self._call(operation)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     async def get(
         self, api_version: str, kind: str, *, namespace: str | None, name: str
     ) -> JsonObject | None:
@@ -167,12 +178,7 @@ class Cluster:
             )
             return _answer(found)
 
-        try:
-            return await self._call(read)
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return await self._unless_missing(read)
 
     async def list(
         self, api_version: str, kind: str, *, namespace: str, label_selector: str
@@ -225,7 +231,7 @@ class Cluster:
     async def delete(self, api_version: str, kind: str, *, namespace: str, name: str) -> bool:
         """Delete in the background (children go by garbage collection); False if already gone."""
 
-        async def remove(client: DynamicClient) -> None:
+        async def remove(client: DynamicClient) -> bool:
             _answer(
                 await client.delete(
                     resource(api_version, kind),
@@ -235,26 +241,16 @@ class Cluster:
                     _request_timeout=self.retry.request_timeout,
                 )
             )
+            return True
 
-        try:
-            await self._call(remove)
-        except ApiError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        return await self._unless_missing(remove) or False
 
     async def serves(self, group_version: str) -> bool:
         """Whether the API server serves this group/version now (asked each time, not cached)."""
 
-        async def ask(client: DynamicClient) -> None:
+        async def ask(client: DynamicClient) -> bool:
             path = f"/apis/{group_version}"
             _answer(await client.request("get", path, _request_timeout=self.retry.request_timeout))
+            return True
 
-        try:
-            await self._call(ask)
-        except ApiError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        return await self._unless_missing(ask) or False
