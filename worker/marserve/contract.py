@@ -133,6 +133,7 @@ class MetricFamily:
     name: str
     kind: MetricKind
     labels: tuple[str, ...]
+    documentation: str
 
     @property
     def series(self) -> str:
@@ -161,27 +162,84 @@ _MODEL = (METRIC_LABELS.model,)
 _MODEL_VERSION = (METRIC_LABELS.model, METRIC_LABELS.version)
 
 REQUEST_DURATION: Final = MetricFamily(
-    "marserve_request_duration_seconds", "histogram", _MODEL_VERSION
+    "marserve_request_duration_seconds",
+    "histogram",
+    _MODEL_VERSION,
+    "Inference request time, arrival to response.",
 )
-QUEUE_WAIT: Final = MetricFamily("marserve_queue_wait_seconds", "histogram", _MODEL_VERSION)
+QUEUE_WAIT: Final = MetricFamily(
+    "marserve_queue_wait_seconds",
+    "histogram",
+    _MODEL_VERSION,
+    "Time a request waited in its model's queue.",
+)
 PREDICTION_DURATION: Final = MetricFamily(
-    "marserve_prediction_seconds", "histogram", _MODEL_VERSION
+    "marserve_prediction_seconds",
+    "histogram",
+    _MODEL_VERSION,
+    "Service.predict time per batch (PredictionTime).",
 )
-HANDLER_DURATION: Final = MetricFamily("marserve_handler_seconds", "histogram", _MODEL_VERSION)
-BATCH_SIZE: Final = MetricFamily("marserve_batch_size", "histogram", _MODEL_VERSION)
+HANDLER_DURATION: Final = MetricFamily(
+    "marserve_handler_seconds",
+    "histogram",
+    _MODEL_VERSION,
+    "Handler handle() time per batch (HandlerTime).",
+)
+BATCH_SIZE: Final = MetricFamily(
+    "marserve_batch_size",
+    "histogram",
+    _MODEL_VERSION,
+    "Requests per batch sent to a worker.",
+)
 REQUESTS: Final = MetricFamily(
-    "marserve_requests", "counter", (*_MODEL_VERSION, METRIC_LABELS.code)
+    "marserve_requests",
+    "counter",
+    (*_MODEL_VERSION, METRIC_LABELS.code),
+    "Inference requests by response code.",
 )
-INFLIGHT_REQUESTS: Final = MetricFamily("marserve_inflight_requests", "gauge", _MODEL)
-QUEUE_DEPTH: Final = MetricFamily("marserve_queue_depth", "gauge", _MODEL)
-WORKER_RESTARTS: Final = MetricFamily("marserve_worker_restarts", "counter", _MODEL)
+INFLIGHT_REQUESTS: Final = MetricFamily(
+    "marserve_inflight_requests",
+    "gauge",
+    _MODEL,
+    "Requests queued or running, per model.",
+)
+QUEUE_DEPTH: Final = MetricFamily(
+    "marserve_queue_depth",
+    "gauge",
+    _MODEL,
+    "Requests waiting for a worker, per model.",
+)
+WORKER_RESTARTS: Final = MetricFamily(
+    "marserve_worker_restarts",
+    "counter",
+    _MODEL,
+    "Worker processes restarted after dying.",
+)
 WORKER_RECYCLES: Final = MetricFamily(
-    "marserve_worker_recycles", "counter", (*_MODEL_VERSION, METRIC_LABELS.reason)
+    "marserve_worker_recycles",
+    "counter",
+    (*_MODEL_VERSION, METRIC_LABELS.reason),
+    "Workers replaced on purpose after a batch (memory: past the model's memory limit); "
+    "not counted as restarts, which alert on crashes.",
 )
-MODEL_LOAD_DURATION: Final = MetricFamily("marserve_model_load_seconds", "gauge", _MODEL)
-WORKERS: Final = MetricFamily("marserve_workers", "gauge", _MODEL)
+MODEL_LOAD_DURATION: Final = MetricFamily(
+    "marserve_model_load_seconds",
+    "gauge",
+    _MODEL,
+    "Time the latest worker took to load its model.",
+)
+WORKERS: Final = MetricFamily(
+    "marserve_workers",
+    "gauge",
+    _MODEL,
+    "Worker processes with the model loaded (idle or busy), per model.",
+)
 WORKER_MESSAGES_REJECTED: Final = MetricFamily(
-    "marserve_worker_messages_rejected", "counter", _MODEL
+    "marserve_worker_messages_rejected",
+    "counter",
+    _MODEL,
+    "Messages from worker processes the front end could not use (not unpickled, not a "
+    "message, or for a batch it did not send) and skipped.",
 )
 METRIC_FAMILIES: Final = (
     REQUEST_DURATION,

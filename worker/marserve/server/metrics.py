@@ -131,6 +131,11 @@ class ModelMetrics:
             )
 
 
+def _declared(family: contract.MetricFamily) -> tuple[str, str, tuple[str, ...]]:
+    """The name, help text and labels prometheus_client declares a family with."""
+    return family.name, family.documentation, family.labels
+
+
 def _seconds(value: float, unit: str) -> float:
     return value / 1e3 if unit in ("ms", "Milliseconds") else value
 
@@ -158,90 +163,30 @@ class ServerMetrics:
             self.compat.declare(name, "gauge", ("ModelName", "Level", "Hostname"))
         r = self.registry
         self.request_seconds = Histogram(
-            contract.REQUEST_DURATION.name,
-            "Inference request time, arrival to response.",
-            contract.REQUEST_DURATION.labels,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            *_declared(contract.REQUEST_DURATION), buckets=LATENCY_BUCKETS, registry=r
         )
         self.queue_seconds = Histogram(
-            contract.QUEUE_WAIT.name,
-            "Time a request waited in its model's queue.",
-            contract.QUEUE_WAIT.labels,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            *_declared(contract.QUEUE_WAIT), buckets=LATENCY_BUCKETS, registry=r
         )
         self.prediction_seconds = Histogram(
-            contract.PREDICTION_DURATION.name,
-            "Service.predict time per batch (PredictionTime).",
-            contract.PREDICTION_DURATION.labels,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            *_declared(contract.PREDICTION_DURATION), buckets=LATENCY_BUCKETS, registry=r
         )
         self.handler_seconds = Histogram(
-            contract.HANDLER_DURATION.name,
-            "Handler handle() time per batch (HandlerTime).",
-            contract.HANDLER_DURATION.labels,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            *_declared(contract.HANDLER_DURATION), buckets=LATENCY_BUCKETS, registry=r
         )
         self.batch_size = Histogram(
-            contract.BATCH_SIZE.name,
-            "Requests per batch sent to a worker.",
-            contract.BATCH_SIZE.labels,
-            buckets=BATCH_BUCKETS,
-            registry=r,
+            *_declared(contract.BATCH_SIZE), buckets=BATCH_BUCKETS, registry=r
         )
-        self.requests = Counter(
-            contract.REQUESTS.name,
-            "Inference requests by response code.",
-            contract.REQUESTS.labels,
-            registry=r,
-        )
-        self.inflight = Gauge(
-            contract.INFLIGHT_REQUESTS.name,
-            "Requests queued or running, per model.",
-            contract.INFLIGHT_REQUESTS.labels,
-            registry=r,
-        )
-        self.queue_depth = Gauge(
-            contract.QUEUE_DEPTH.name,
-            "Requests waiting for a worker, per model.",
-            contract.QUEUE_DEPTH.labels,
-            registry=r,
-        )
-        self.worker_restarts = Counter(
-            contract.WORKER_RESTARTS.name,
-            "Worker processes restarted after dying.",
-            contract.WORKER_RESTARTS.labels,
-            registry=r,
-        )
-        self.worker_recycles = Counter(
-            contract.WORKER_RECYCLES.name,
-            "Workers replaced on purpose after a batch (memory: past the model's memory limit); "
-            "not counted as restarts, which alert on crashes.",
-            contract.WORKER_RECYCLES.labels,
-            registry=r,
-        )
-        self.workers = Gauge(
-            contract.WORKERS.name,
-            "Worker processes with the model loaded (idle or busy), per model.",
-            contract.WORKERS.labels,
-            registry=r,
-        )
+        self.requests = Counter(*_declared(contract.REQUESTS), registry=r)
+        self.inflight = Gauge(*_declared(contract.INFLIGHT_REQUESTS), registry=r)
+        self.queue_depth = Gauge(*_declared(contract.QUEUE_DEPTH), registry=r)
+        self.worker_restarts = Counter(*_declared(contract.WORKER_RESTARTS), registry=r)
+        self.worker_recycles = Counter(*_declared(contract.WORKER_RECYCLES), registry=r)
+        self.workers = Gauge(*_declared(contract.WORKERS), registry=r)
         self.worker_messages_rejected = Counter(
-            contract.WORKER_MESSAGES_REJECTED.name,
-            "Messages from worker processes the front end could not use (not unpickled, not a "
-            "message, or for a batch it did not send) and skipped.",
-            contract.WORKER_MESSAGES_REJECTED.labels,
-            registry=r,
+            *_declared(contract.WORKER_MESSAGES_REJECTED), registry=r
         )
-        self.model_load_seconds = Gauge(
-            contract.MODEL_LOAD_DURATION.name,
-            "Time the latest worker took to load its model.",
-            contract.MODEL_LOAD_DURATION.labels,
-            registry=r,
-        )
+        self.model_load_seconds = Gauge(*_declared(contract.MODEL_LOAD_DURATION), registry=r)
         self._handler_histograms: dict[str, tuple[Histogram, tuple[str, ...]]] = {}
 
     def for_model(self, *, model: str, version: str) -> ModelMetrics:
