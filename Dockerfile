@@ -25,11 +25,19 @@ COPY operator ./operator
 
 # torch goes in first, at the exact version the Makefile pins, from the chosen wheel index: a bare
 # requirement would pull a multi-GB CUDA build onto CPU nodes.
+# torchvision, which most image archives import, comes in the same command from the same index, at
+# the release that belongs with TORCH_VERSION (PyTorch's table: torch 2.13 -> torchvision 0.28,
+# 2.14 -> 0.29); pyproject.toml's `vision` extra pins the same release, and tests check the two
+# agree. Each torchvision release requires its own torch, so a build arg that changes one without
+# the other fails here rather than giving an image whose torchvision cannot load.
+# --build-arg TORCHVISION_VERSION= (empty) leaves torchvision out of a slim image.
 FROM base AS worker-build
 ARG TORCH_VERSION=2.13.0
+ARG TORCHVISION_VERSION=0.28.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN python -m venv /opt/marserve \
-    && /opt/marserve/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
+    && /opt/marserve/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
+        ${TORCHVISION_VERSION:+"torchvision==${TORCHVISION_VERSION}"}
 COPY --from=source /src /src
 RUN /opt/marserve/bin/pip install --no-cache-dir "/src[worker]"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shlex
 import tomllib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -22,30 +23,47 @@ OPTIONS_WITH_VALUE = {"--index-url", "-i", "--extra-index-url", "--find-links", 
 FINAL_STAGES = {"worker": "marserve", "operator": "marserve-operator"}
 
 
-def _project_requirements(extras: set[str]) -> set[str]:
-    """Distribution names pyproject.toml installs with these extras, self-references expanded."""
+def _extra_requirements(extra: str) -> dict[str, Requirement]:
+    """What pyproject.toml installs with this extra, by distribution name, self-references
+    (`marserve[worker]`) expanded."""
     project = PYPROJECT["project"]
-    names = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
-    pending, seen = list(extras), set()
-    while pending:
-        extra = pending.pop()
-        if extra in seen:
-            continue
-        seen.add(extra)
-        for line in project["optional-dependencies"][extra]:
-            requirement = Requirement(line)
-            if canonicalize_name(requirement.name) == project["name"]:
-                pending.extend(requirement.extras)
-            else:
-                names.add(canonicalize_name(requirement.name))
-    return names
+    found = {
+        canonicalize_name(Requirement(r).name): Requirement(r) for r in project["dependencies"]
+    }
+    for line in project["optional-dependencies"][extra]:
+        requirement = Requirement(line)
+        if canonicalize_name(requirement.name) == project["name"]:
+            for included in requirement.extras:
+                found |= _extra_requirements(included)
+        else:
+            found[canonicalize_name(requirement.name)] = requirement
+    return found
 
 
-def _pip_installs(dockerfile: Any, target: str) -> list[tuple[str, str]]:
+def _project_requirements(extras: set[str]) -> set[str]:
+    """Distribution names pyproject.toml installs with these extras."""
+    return {name for extra in extras for name in _extra_requirements(extra)}
+
+
+def _expand(word: str, build_arg: Callable[[str], str]) -> str:
+    """A shell word with `${NAME}` and `${NAME:+word}` replaced as the build args give them."""
+    plain = re.sub(r"\$\{(\w+)\}", lambda m: build_arg(m.group(1)), word)
+    return re.sub(
+        r"\$\{(\w+):\+([^}]*)\}", lambda m: m.group(2) if build_arg(m.group(1)) else "", plain
+    )
+
+
+def _pip_installs(
+    dockerfile: Any, target: str, build_args: Mapping[str, str]
+) -> list[tuple[str, str]]:
     """(requirement, stage) for every requirement a pip install feeding the target names,
-    with the stage's ARG defaults substituted."""
+    with `build_args` and otherwise the stage's ARG defaults substituted."""
     found = []
     for stage in dockerfile.feeding(target):
+
+        def build_arg(name: str, stage: Any = stage) -> str:
+            return build_args.get(name, dockerfile.arg_default(stage, name))
+
         for command in stage.arguments("RUN"):
             for part in command.split("&&"):
                 words = shlex.split(part)
@@ -55,21 +73,18 @@ def _pip_installs(dockerfile: Any, target: str) -> list[tuple[str, str]]:
                 for word in arguments:
                     if word in OPTIONS_WITH_VALUE:
                         next(arguments)
-                    elif not word.startswith("-"):
-                        expanded = re.sub(
-                            r"\$\{(\w+)\}",
-                            lambda m, stage=stage: dockerfile.arg_default(stage, m.group(1)),
-                            word,
-                        )
+                    elif not word.startswith("-") and (expanded := _expand(word, build_arg)):
                         found.append((expanded, stage.name))
     return found
 
 
-def _installed_names(dockerfile: Any, target: str) -> tuple[set[str], dict[str, Requirement]]:
+def _installed(
+    dockerfile: Any, target: str, build_args: Mapping[str, str] | None = None
+) -> tuple[set[str], dict[str, Requirement]]:
     """Names the target's installs resolve to, and the requirements named outright."""
     names: set[str] = set()
     explicit: dict[str, Requirement] = {}
-    for requirement, _ in _pip_installs(dockerfile, target):
+    for requirement, _ in _pip_installs(dockerfile, target, build_args or {}):
         project = re.fullmatch(re.escape(PROJECT_SOURCE) + r"\[([\w,]+)\]", requirement)
         if project:
             names |= _project_requirements(set(project.group(1).split(",")))
@@ -87,33 +102,53 @@ def _makefile_torch_version() -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("target, extra", [("worker", "worker"), ("operator", "operator")])
+@pytest.mark.parametrize(
+    "target, build_args, extra",
+    [
+        ("worker", {}, "vision"),
+        ("worker", {"TORCHVISION_VERSION": ""}, "worker"),
+        ("operator", {}, "operator"),
+    ],
+    ids=["worker", "worker-slim", "operator"],
+)
 def test_image_installs_exactly_the_pyproject_extra(
-    dockerfile: Any, target: str, extra: str
+    dockerfile: Any, target: str, build_args: dict[str, str], extra: str
 ) -> None:
-    names, explicit = _installed_names(dockerfile, target)
+    names, explicit = _installed(dockerfile, target, build_args)
     assert names == _project_requirements({extra})
+    declared = _extra_requirements(extra)
     for name, requirement in explicit.items():
-        declared = [
-            Requirement(line)
-            for line in PYPROJECT["project"]["optional-dependencies"][extra]
-            if canonicalize_name(Requirement(line).name) == name
-        ]
-        assert declared, f"{target} image installs {name}, which pyproject.toml does not list"
+        assert name in declared, (
+            f"{target} image installs {name}, which pyproject.toml does not list"
+        )
         pinned = next(iter(requirement.specifier)).version
-        assert declared[0].specifier.contains(pinned), (requirement, declared[0])
+        assert declared[name].specifier.contains(pinned), (requirement, declared[name])
 
 
 def test_worker_torch_is_the_makefiles_cpu_build(dockerfile: Any) -> None:
-    _, explicit = _installed_names(dockerfile, "worker")
+    _, explicit = _installed(dockerfile, "worker")
     assert str(explicit["torch"].specifier) == f"=={_makefile_torch_version()}"
     build = dockerfile.stages["worker-build"]
     assert dockerfile.arg_default(build, "TORCH_INDEX") == "https://download.pytorch.org/whl/cpu"
     assert any('--index-url "${TORCH_INDEX}"' in run for run in build.arguments("RUN"))
 
 
+def test_worker_torchvision_is_resolved_with_torch_from_its_index(dockerfile: Any) -> None:
+    """One pip command installs the pair from one index: a torchvision that does not belong with
+    the torch fails the build, and a CPU torch never gets a CUDA torchvision."""
+    runs = dockerfile.stages["worker-build"].arguments("RUN")
+    pair = [
+        part
+        for run in runs
+        for part in run.split("&&")
+        if '"torch==${TORCH_VERSION}"' in part and '"torchvision==${TORCHVISION_VERSION}"' in part
+    ]
+    assert len(pair) == 1, runs
+    assert '--index-url "${TORCH_INDEX}"' in pair[0]
+
+
 def test_operator_image_has_no_torch(dockerfile: Any) -> None:
-    names, _ = _installed_names(dockerfile, "operator")
+    names, _ = _installed(dockerfile, "operator")
     assert "torch" not in names and "onnxruntime" not in names
 
 
