@@ -85,6 +85,27 @@ bench: setup $(TS_VENV)/.installed ## marserve vs TorchServe vs the raw forward 
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	PYTHONPATH=bench:tests $(PY) -m marbench --torchserve-venv $(TS_VENV) $(BENCH_ARGS)
 
+# Vision archives need torchvision beside torch, and the two must come from one build. PyPI's
+# torchvision 0.28.0 is built against its CUDA torch 2.13.0 and fails to import beside the CPU wheel
+# `make setup` installs ("operator torchvision::nms does not exist"), so the vision checks get their
+# own venv with the next pair, which imports and runs on the CPU. torch and torchvision go in
+# first; marserve's `torch>=` range is then already satisfied and pip leaves them alone.
+VISION_VENV := .venv-vision
+VISION_TORCH_VERSION := 2.14.1
+VISION_TORCHVISION_VERSION := 0.29.1
+$(VISION_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VISION_VENV)
+	$(VISION_VENV)/bin/pip install -q --upgrade pip
+	$(VISION_VENV)/bin/pip install -q torch==$(VISION_TORCH_VERSION) torchvision==$(VISION_TORCHVISION_VERSION)
+	$(VISION_VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+.PHONY: compat compat-vision
+compat-vision: $(VISION_VENV)/.installed ## vision archives and TorchServe's torchvision tests (part of `make compat`)
+	$(VISION_VENV)/bin/pytest -m vision $(PYTEST_ARGS)
+
+compat: compat-vision
+
 e2e: setup ## the end-to-end scenario against the current kubectl context
 	$(BIN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
