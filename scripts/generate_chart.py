@@ -272,10 +272,7 @@ def dashboard() -> str:
 
 # The operator's settings from the chart's values, by the variable the operator reads.
 OPERATOR_ENV_VALUES: Mapping[str, str] = {
-    contract.OPERATOR_ENV.worker_image: (
-        '{{ include "marserve.image" (dict "image" .Values.workerImage '
-        '"appVersion" .Chart.AppVersion) | quote }}'
-    ),
+    contract.OPERATOR_ENV.worker_image: '{{ include "marserve.workerImage" . | quote }}',
     contract.OPERATOR_ENV.watch_namespaces: '{{ join "," .Values.watchNamespaces | quote }}',
     contract.OPERATOR_ENV.prometheus_url: "{{ .Values.prometheusUrl | quote }}",
     contract.OPERATOR_ENV.intel_gpu_resource: "{{ .Values.intelGpuResource | quote }}",

@@ -45,6 +45,7 @@ def test_example_is_a_valid_inference_model(path: Path, crd: dict[str, Any]) -> 
 
 def test_the_manifest_in_the_install_notes_is_valid(crd: dict[str, Any]) -> None:
     install = [tools.tool("helm"), "install", "marserve", tools.CHART_DIR, "--dry-run=client"]
+    install += ["--values", tools.CI_VALUES]
     notes = tools.run([*install, "--set", "watchNamespaces={ml}"]).stdout
     block = notes.split("Save this as mnist.yaml:", 1)[1].split("then: kubectl apply", 1)[0]
     model = yaml.safe_load(textwrap.dedent(block))

@@ -28,7 +28,8 @@ def test_helm_lint_strict_passes(
 ) -> None:
     values = all_on_values if values_name == "all_on" else {}
     values_file = tools.write_values(values, workdir=chart_workdir)
-    result = tools.run([tools.tool("helm"), "lint", "--strict", tools.CHART_DIR, "-f", values_file])
+    lint = [tools.tool("helm"), "lint", "--strict", tools.CHART_DIR, "-f", tools.CI_VALUES]
+    result = tools.run([*lint, "-f", values_file])
     assert "0 chart(s) failed" in result.stdout
 
 
@@ -109,7 +110,7 @@ def test_the_operator_accepts_its_arguments_and_environment(
     assert arguments.peering is None  # standalone: no peering resources, so no RBAC for them
     environment = {variable["name"]: variable["value"] for variable in container["env"]}
     settings = OperatorSettings.from_env(environment)
-    assert settings.worker_image == "ghcr.io/marserve/worker:0.1.0"
+    assert settings.worker_image == "registry.example.com/ml/marserve-worker:0.1.0"
     assert settings.prometheus_url == "http://prometheus-operated.monitoring.svc:9090"
     assert set(environment) - {"EXTRA"} <= set(dataclasses.astuple(OPERATOR_ENV))
 

@@ -20,6 +20,8 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "digest that is not sha256": {"image": {"digest": "latest"}},
     "pull policy outside the enum": {"image": {"pullPolicy": "Sometimes"}},
     "empty image repository": {"image": {"repository": ""}},
+    "registry with a scheme": {"imageRegistry": "https://registry.example.com"},
+    "registry in capitals": {"imageRegistry": "Registry.Example.com"},
     "prometheus url without scheme": {"prometheusUrl": "prometheus:9090"},
     "not a quantity": {"operator": {"resources": {"limits": {"memory": "lots"}}}},
     "boolean as a string": {"monitoring": {"prometheusRule": {"enabled": "yes"}}},
@@ -40,4 +42,4 @@ def test_bad_values_fail_the_render(values: dict[str, Any], chart_workdir: Path)
 def test_a_good_override_renders(chart_workdir: Path) -> None:
     values = {"watchNamespaces": ["ml"], "image": {"tag": "0.1.0-rc.1"}}
     result = tools.run(tools.helm_template_command(values, workdir=chart_workdir))
-    assert "ghcr.io/marserve/operator:0.1.0-rc.1" in result.stdout
+    assert "registry.example.com/ml/marserve-operator:0.1.0-rc.1" in result.stdout

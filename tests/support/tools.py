@@ -22,6 +22,8 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "marserve"
 KUBE_VERSION = "1.30.0"
+# Where the images are, as every install must say; chart-testing reads ci/*-values.yaml too.
+CI_VALUES = CHART_DIR / "ci" / "images-values.yaml"
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -50,8 +52,12 @@ def write_values(values: Mapping[str, Any], *, workdir: Path) -> Path:
     return values_file
 
 
-def helm_template_command(values: Mapping[str, Any], *, workdir: Path) -> list[str | Path]:
-    """`helm template` of the chart, CRDs included, for the oldest Kubernetes we support."""
+def helm_template_command(
+    values: Mapping[str, Any], *, workdir: Path, images_set: bool = True
+) -> list[str | Path]:
+    """`helm template` of the chart, CRDs included, for the oldest Kubernetes we support; with
+    `images_set`, the values start from CI_VALUES, as an install starts from its registry."""
+    base_values: list[str | Path] = ["--values", CI_VALUES] if images_set else []
     return [
         tool("helm"),
         "template",
@@ -62,6 +68,7 @@ def helm_template_command(values: Mapping[str, Any], *, workdir: Path) -> list[s
         "--include-crds",
         "--kube-version",
         KUBE_VERSION,
+        *base_values,
         "--values",
         write_values(values, workdir=workdir),
     ]

@@ -35,11 +35,23 @@ app.kubernetes.io/part-of: marserve
 {{- end -}}
 {{- end -}}
 
-{{/* repository:tag or repository@digest; the tag defaults to the chart's appVersion. */}}
+{{/* registry/repository:tag or registry/repository@digest; the tag defaults to the chart's
+appVersion. No images are published for the chart to pull, so without a registry `helm install` and
+`helm template` stop here with what to set, rather than leaving pods in ImagePullBackOff. */}}
 {{- define "marserve.image" -}}
+{{- $registry := required "imageRegistry is required: build and push the images (make images-push IMAGE_REGISTRY=registry.example.com/ml), then install with --set imageRegistry=registry.example.com/ml (docs/install.md)" .Values.imageRegistry -}}
+{{- $repository := printf "%s/%s" (trimSuffix "/" $registry) .image.repository -}}
 {{- if .image.digest -}}
-{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- printf "%s@%s" $repository .image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .image.repository (default .appVersion .image.tag) -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .image.tag) -}}
 {{- end -}}
+{{- end -}}
+
+{{- define "marserve.operatorImage" -}}
+{{- include "marserve.image" (merge (dict "image" .Values.image) .) -}}
+{{- end -}}
+
+{{- define "marserve.workerImage" -}}
+{{- include "marserve.image" (merge (dict "image" .Values.workerImage) .) -}}
 {{- end -}}
