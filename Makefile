@@ -10,7 +10,7 @@ TORCH_VERSION := 2.13.0
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup tools lint format test run soak bench e2e chart clean
+.PHONY: help setup tools lint format test run soak bench e2e chart images images-push image-test clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -105,6 +105,20 @@ compat-vision: $(VISION_VENV)/.installed ## vision archives and TorchServe's tor
 	$(VISION_VENV)/bin/pytest -m vision $(PYTEST_ARGS)
 
 compat: compat-vision
+
+# Both images, tagged $(IMAGE_REGISTRY)/marserve-{worker,operator}:$(IMAGE_TAG): the names the chart's
+# imageRegistry value points at. docker when its daemon answers, podman otherwise (see the script).
+IMAGE_REGISTRY ?= localhost
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' charts/marserve/Chart.yaml)
+IMAGE_ARGS = --registry $(IMAGE_REGISTRY) --tag $(IMAGE_TAG)
+images: ## build the worker and operator images (IMAGE_REGISTRY, IMAGE_TAG)
+	$(PYTHON) scripts/build_images.py $(IMAGE_ARGS)
+
+images-push: ## build both images and push them to $(IMAGE_REGISTRY)
+	$(PYTHON) scripts/build_images.py $(IMAGE_ARGS) --push
+
+image-test: setup ## build (or reuse) the images and run them: serving, drain, operator, extract
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) $(BIN)/pytest -m image tests/image $(PYTEST_ARGS)
 
 e2e: setup ## the end-to-end scenario against the current kubectl context
 	$(BIN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
