@@ -21,6 +21,7 @@ points at, and `--push` sends them there.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
 import shutil
@@ -30,8 +31,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,8 +191,7 @@ class BuildInputs:
     flags: list[str] = field(default_factory=list)
 
 
-@contextmanager
-def host_pip(inputs: BuildInputs) -> Iterator[None]:
+def host_pip(inputs: BuildInputs) -> None:
     """Lets the build's pip do what the host's pip does: host network, the host's settings as
     /etc/pip.conf, and every file or folder they name mounted read-only at the same path."""
     host_settings = _pip_settings()
@@ -204,14 +203,26 @@ def host_pip(inputs: BuildInputs) -> Iterator[None]:
         for value in values
         if (path := _local_path(value))
     }
-    with tempfile.TemporaryDirectory() as scratch:
-        config = Path(scratch) / "pip.conf"
-        lines = [f"{key} = {' '.join(values)}" for key, values in settings.items() if values]
-        config.write_text("\n".join(["[global]", *lines]) + "\n")
-        config.chmod(0o644)
-        inputs.flags += ["--network", "host", "--volume", f"{config}:/etc/pip.conf:ro"]
-        inputs.flags += [f"--volume={path}:{path}:ro" for path in sorted(mounts)]
-        yield
+    lines = [f"{key} = {' '.join(values)}" for key, values in settings.items() if values]
+    text = "\n".join(["[global]", *lines]) + "\n"
+    # Named by its content: the build cache keys on mount paths, so a fixed name keeps it warm.
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    config = Path(tempfile.gettempdir()) / f"marserve-build-pip-{digest}.conf"
+    config.write_text(text)
+    config.chmod(0o644)
+    inputs.flags += ["--network", "host", "--volume", f"{config}:/etc/pip.conf:ro"]
+    inputs.flags += [f"--volume={path}:{path}:ro" for path in sorted(mounts)]
+
+
+def choose_torch_source(engine: Engine, inputs: BuildInputs, torch_index: str) -> None:
+    """torch's index as given when it answers (docker builds always reach the network as the
+    Dockerfile expects); the host's pip settings and PyPI's index otherwise."""
+    if reachable(torch_index) or engine.name == "docker":
+        inputs.build_args["TORCH_INDEX"] = torch_index
+        return
+    print(f"{torch_index} cannot be reached: building with the host's pip settings", flush=True)
+    inputs.build_args["TORCH_INDEX"] = PYPI_INDEX
+    host_pip(inputs)
 
 
 def build(
@@ -247,28 +258,14 @@ def build_images(
 ) -> dict[str, dict[str, float | str]]:
     """Builds the targets; for each, its image name, build seconds and size in bytes."""
     inputs = BuildInputs(build_args={"PYTHON_IMAGE": base_image(engine, python_image)})
+    choose_torch_source(engine, inputs, torch_index)
     report: dict[str, dict[str, float | str]] = {}
-    with _torch_source(engine, inputs, torch_index):
-        for target in targets:
-            image = image_name(registry=registry, target=target, tag=tag)
-            seconds = build(engine, target=target, image=image, inputs=inputs, log=log)
-            size = engine.image_size(image)
-            report[target] = {"image": image, "build_seconds": round(seconds, 1), "bytes": size}
+    for target in targets:
+        image = image_name(registry=registry, target=target, tag=tag)
+        seconds = build(engine, target=target, image=image, inputs=inputs, log=log)
+        size = engine.image_size(image)
+        report[target] = {"image": image, "build_seconds": round(seconds, 1), "bytes": size}
     return report
-
-
-@contextmanager
-def _torch_source(engine: Engine, inputs: BuildInputs, torch_index: str) -> Iterator[None]:
-    """torch's index as given when it answers (docker builds always reach the network as the
-    Dockerfile expects); the host's pip settings otherwise."""
-    if reachable(torch_index) or engine.name == "docker":
-        inputs.build_args["TORCH_INDEX"] = torch_index
-        yield
-        return
-    print(f"{torch_index} cannot be reached: building with the host's pip settings", flush=True)
-    inputs.build_args["TORCH_INDEX"] = PYPI_INDEX
-    with host_pip(inputs):
-        yield
 
 
 def main(argv: Sequence[str] | None = None) -> None:

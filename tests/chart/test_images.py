@@ -4,10 +4,7 @@ with what to set instead of pods stuck in ImagePullBackOff."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -16,16 +13,6 @@ import yaml
 from support import tools
 
 APP_VERSION = yaml.safe_load((tools.CHART_DIR / "Chart.yaml").read_text())["appVersion"]
-
-
-def _build_script() -> ModuleType:
-    path = tools.REPO_ROOT / "scripts" / "build_images.py"
-    spec = importlib.util.spec_from_file_location("build_images", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _images(objects: list[dict[str, Any]]) -> dict[str, str]:
@@ -53,7 +40,7 @@ def test_one_value_names_both_images_as_make_images_tags_them(
     registry: str, chart_workdir: Path
 ) -> None:
     objects = tools.helm_template({"imageRegistry": registry}, workdir=chart_workdir)
-    build_images = _build_script()
+    build_images = tools.build_images_script()
     assert _images(objects) == {
         target: build_images.image_name(registry=registry, target=target, tag=APP_VERSION)
         for target in ("operator", "worker")

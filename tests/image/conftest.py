@@ -1,16 +1,20 @@
 """The Dockerfile read as data: its stages, what each runs, and which stages feed an image.
 
-There is no Docker engine on the machines that run the tests, so the image is checked from its
-instructions: which stages a target is built from, what their pip installs name, and who runs it.
+The static checks read the image from its instructions: which stages a target is built from, what
+their pip installs name, and who runs it. The `image` tests (`make image-test`) build and run the
+images themselves with the engine `make images` finds.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+import yaml
 
 from support import tools
 
@@ -95,3 +99,37 @@ def parse(text: str) -> Dockerfile:
 @pytest.fixture(scope="session")
 def dockerfile() -> Dockerfile:
     return parse(DOCKERFILE.read_text())
+
+
+# The images themselves, built by `make images`'s script and run with its engine (`-m image`).
+
+APP_VERSION = yaml.safe_load((tools.CHART_DIR / "Chart.yaml").read_text())["appVersion"]
+BUILD_REPORT: dict[str, dict[str, Any]] = {}
+
+
+@pytest.fixture(scope="session")
+def engine() -> Any:
+    return tools.build_images_script().detect_engine()
+
+
+@pytest.fixture(scope="session")
+def images(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Both images, as `make images` builds them (the engine's cache makes a rebuild quick)."""
+    log = tmp_path_factory.mktemp("image-build") / "build.log"
+    BUILD_REPORT.update(
+        tools.build_images_script().build_images(
+            engine,
+            registry=os.environ.get("IMAGE_REGISTRY", "localhost"),
+            tag=os.environ.get("IMAGE_TAG", APP_VERSION),
+            log=log,
+        )
+    )
+    return {target: str(built["image"]) for target, built in BUILD_REPORT.items()}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for target, built in BUILD_REPORT.items():
+        terminalreporter.write_line(
+            f"image {built['image']}: {built['bytes'] / 1e6:.0f} MB, "
+            f"built in {built['build_seconds']} s ({target} target)"
+        )

@@ -5,35 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import yaml
 
 from marserve_operator.settings import OperatorSettings
 from support.operator_harness import (
-    CRD_FILE,
-    NAMESPACE,
     Kubectl,
     OperatorThread,
+    create_crd,
     install_crd,
     kubeconfig_env,
+    start_emulator,
 )
 from support.running_emulator import RunningEmulator
-
-CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
     """The emulator, which KUBECONFIG names while the module's tests run."""
-    emulator = RunningEmulator().start()
-    kubeconfig = emulator.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
+    emulator = start_emulator(tmp_path_factory.mktemp("kube"))
+    assert emulator.kubeconfig is not None
     try:
-        with kubeconfig_env(kubeconfig):
-            for name in ("default", NAMESPACE):
-                emulator.request(
-                    "POST",
-                    "/api/v1/namespaces",
-                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-                )
+        with kubeconfig_env(emulator.kubeconfig):
             yield emulator
     finally:
         emulator.stop()
@@ -58,5 +49,5 @@ def operator(cluster: RunningEmulator, kubectl: Kubectl) -> Iterator[OperatorThr
 @pytest.fixture(scope="module")
 def api(cluster: RunningEmulator) -> RunningEmulator:
     """The emulator with the InferenceModel CRD installed, for tests that need no kubectl."""
-    cluster.request("POST", CRDS, yaml.safe_load(CRD_FILE.read_text()))
+    create_crd(cluster)
     return cluster

@@ -32,6 +32,7 @@ MODELS = "/apis/serving.marserve.io/v1alpha1/namespaces/ml/inferencemodels"
 DEPLOYMENTS = "/apis/apps/v1/namespaces/ml/deployments"
 SERVICES = "/api/v1/namespaces/ml/services"
 PODS = "/api/v1/namespaces/ml/pods"
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 # Short timeouts so a stop, a reconnect or a retried request takes a second, not minutes.
 TEST_TIMING = main.Timing(
     watch_server_timeout=20.0,
@@ -174,6 +175,25 @@ class OperatorThread:
             self._thread.join(timeout=30)
             assert not self._thread.is_alive(), "the operator thread did not stop"
         self._thread = None
+
+
+def start_emulator(directory: Path) -> RunningEmulator:
+    """The emulator, a kubeconfig naming it in `directory`, and the namespaces tests use (kopf
+    watches only namespaces that exist)."""
+    emulator = RunningEmulator().start()
+    emulator.write_kubeconfig(directory / "config")
+    for name in ("default", NAMESPACE):
+        emulator.request(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        )
+    return emulator
+
+
+def create_crd(cluster: RunningEmulator) -> None:
+    """The InferenceModel CRD, posted as a controller would, for tests that need no kubectl."""
+    cluster.request("POST", CRDS, yaml.safe_load(CRD_FILE.read_text()))
 
 
 def install_crd(cluster: RunningEmulator, kubectl: Kubectl) -> None:

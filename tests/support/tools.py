@@ -8,12 +8,14 @@ command that installs it, rather than skipping: a check that silently does not r
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -78,3 +80,17 @@ def helm_template(values: Mapping[str, Any], *, workdir: Path) -> list[dict[str,
     """The chart's rendered objects, parsed; empty documents are dropped."""
     result = run(helm_template_command(values, workdir=workdir))
     return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+def build_images_script() -> ModuleType:
+    """scripts/build_images.py as a module: the image names and container engine `make images`
+    uses, so tests name and run the images exactly as it builds them."""
+    if "build_images" in sys.modules:
+        return sys.modules["build_images"]
+    path = REPO_ROOT / "scripts" / "build_images.py"
+    spec = importlib.util.spec_from_file_location("build_images", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
