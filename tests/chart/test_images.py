@@ -55,3 +55,11 @@ def test_tags_and_digests_still_apply_per_image(chart_workdir: Path) -> None:
         "operator": "registry.example.com/ml/marserve-operator:0.2.0",
         "worker": f"registry.example.com/ml/marserve-worker@{digest}",
     }
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/install.md"])
+def test_install_docs_build_the_images_before_installing_with_the_registry(doc: str) -> None:
+    text = (tools.REPO_ROOT / doc).read_text()
+    first_install = text.index("helm install marserve")
+    assert text.index("make images") < first_install
+    assert "--set imageRegistry=" in text[first_install : text.index("```", first_install)]
