@@ -18,6 +18,12 @@ from support import models
 from support.serving import RunningServer, start_server, stop_server
 
 TOKEN = "s3cret-token"
+# The tiny MLP's Open Inference Protocol metadata; its handler takes tensors as nested lists.
+MLP_SIGNATURE = {
+    "handlerInput": "tensors",
+    "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 8]}],
+    "outputs": [{"name": "output-0", "datatype": "FP64", "shape": [-1, 4]}],
+}
 
 # A handler whose behaviour each request chooses, so one model covers batching, sleeping past the
 # deadline, poison requests, streaming and GPU assignment.
@@ -164,12 +170,18 @@ def token_file(module_tmp: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def main_server(module_tmp: Path, token_file: Path) -> Iterator[RunningServer]:
-    """Three models: `mlp` (2 workers, batching, fake GPUs 3 and 5), `slow` (1 s deadline, queue
-    of 2) and `archived` (a real torch-model-archiver MAR); token auth on."""
+    """Three models: `mlp` (2 workers, batching, fake GPUs 3 and 5, tensors on /v2), `slow` (1 s
+    deadline, queue of 2) and `archived` (a real torch-model-archiver MAR); token auth on."""
     mlp = scripted_model_dir(
         module_tmp / "mlp",
         name="mlp",
-        yaml_config={"minWorkers": 2, "batchSize": 8, "maxBatchDelay": 20, "deviceIds": [3, 5]},
+        yaml_config={
+            "minWorkers": 2,
+            "batchSize": 8,
+            "maxBatchDelay": 20,
+            "deviceIds": [3, 5],
+            "openInferenceProtocol": MLP_SIGNATURE,
+        },
     )
     slow = scripted_model_dir(
         module_tmp / "slow",

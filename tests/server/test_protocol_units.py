@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from marserve import error_body, responses
+from marserve import error_body, responses, tensor_codec
 from marserve.server import devices, tensors
 from marserve.server.errors import ServingError
 
 
-def test_reshape_and_flatten_round_trip() -> None:
-    flat = list(range(12))
-    nested = tensors.reshape(flat, [2, 3, 2])
-    assert nested[1][2] == [10, 11]
-    assert tensors.flatten(nested) == flat
+def test_nested_data_flattens_row_major() -> None:
+    nested = [[[0, 1], [2, 3], [4, 5]], [[6, 7], [8, 9], [10, 11]]]
+    assert tensor_codec.flatten(nested) == list(range(12))
+    array = tensor_codec.from_json(nested, datatype="INT64", shape=[2, 3, 2])
+    assert tensor_codec.to_nested(array, datatype="INT64") == nested
 
 
 @pytest.mark.parametrize(
@@ -36,10 +36,10 @@ def test_output_tensor_infers_shape_and_datatype(
 
 def test_unsigned_types_reject_negative_numbers() -> None:
     good = {"inputs": [{"name": "a", "shape": [2], "datatype": "UINT8", "data": [1, 2]}]}
-    assert tensors.validate_request(good)
+    assert tensors.parse_request(good, b"").inputs[0].array.tolist() == [1, 2]
     bad = {"inputs": [{"name": "a", "shape": [2], "datatype": "UINT8", "data": [1, -2]}]}
     with pytest.raises(ServingError, match="UINT8"):
-        tensors.validate_request(bad)
+        tensors.parse_request(bad, b"")
 
 
 def test_gpus_are_assigned_round_robin(tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from marserve.server import openapi
+from marserve.server import openapi, routes_v2
 from marserve.server.config import ServerConfig
+from marserve.server.errors import ErrorFormat
 from marserve.server.metrics import CONTENT_TYPE, ServerMetrics
 from marserve.server.middleware import make_middleware, read_token
 from marserve.server.model_sources import ModelSource
@@ -51,7 +52,12 @@ class Server:
         token = read_token(str(self.config.token_file) if self.config.token_file else None)
         middleware = make_middleware(metrics=self.metrics, token=token)
         size = self.config.max_request_size
-        inference = web.Application(middlewares=[middleware], client_max_size=size)
+        inference_middleware = make_middleware(
+            metrics=self.metrics,
+            token=token,
+            error_formats={routes_v2.PATH_PREFIX: ErrorFormat.OPEN_INFERENCE},
+        )
+        inference = web.Application(middlewares=[inference_middleware], client_max_size=size)
         limit = self.config.max_response_size
         InferenceRoutes(self.models, max_response_size=limit).add_to(inference)
         V2Routes(self.models, max_response_size=limit).add_to(inference)

@@ -1,12 +1,25 @@
-"""Errors the user can act on: every failure becomes JSON `{"code", "type", "message"}`."""
+"""Errors the user can act on, in the body each protocol defines.
+
+TorchServe's routes answer `{"code", "type", "message"}`; the Open Inference Protocol's answer
+`{"error": message}`, which its clients (tritonclient, the KServe SDK) decode.
+"""
 
 from __future__ import annotations
 
+import enum
+import json
 from collections.abc import Mapping
 
 from aiohttp import web
 
 from marserve import error_body
+
+
+class ErrorFormat(enum.Enum):
+    """The error body a route's protocol defines."""
+
+    TORCHSERVE = "torchserve"
+    OPEN_INFERENCE = "open-inference"
 
 
 class ServingError(Exception):
@@ -26,16 +39,31 @@ class ServingError(Exception):
         self.message = message
         self.headers = dict(headers or {})
 
-    def response(self) -> web.Response:
-        return error_response(self.status, self.error_type, self.message, headers=self.headers)
+    def response(self, error_format: ErrorFormat = ErrorFormat.TORCHSERVE) -> web.Response:
+        return error_response(
+            self.status,
+            self.error_type,
+            self.message,
+            headers=self.headers,
+            error_format=error_format,
+        )
 
 
 def error_response(
-    status: int, error_type: str, message: str, *, headers: Mapping[str, str] | None = None
+    status: int,
+    error_type: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    error_format: ErrorFormat = ErrorFormat.TORCHSERVE,
 ) -> web.Response:
+    if error_format is ErrorFormat.OPEN_INFERENCE:
+        body = json.dumps({"error": message}).encode()
+    else:
+        body = error_body.encode(status, error_type, message)
     return web.Response(
         status=status,
-        body=error_body.encode(status, error_type, message),
+        body=body,
         content_type="application/json",
         headers=headers,
     )
@@ -49,4 +77,15 @@ def model_not_found(model: str, version: str | None = None) -> ServingError:
 def worker_died(model: str, detail: str) -> ServingError:
     return ServingError(
         503, "WorkerDiedException", f"The worker for model {model!r} died: {detail}; retry"
+    )
+
+
+def streamed_answer(model: str, *, protocol: str) -> ServingError:
+    """A streaming handler called through a protocol whose answer is one document: refusing is
+    clearer than answering with the first chunk only."""
+    return ServingError(
+        501,
+        "StreamingNotSupported",
+        f"Model {model!r} streams its answer, which {protocol} cannot carry in one response; "
+        f"call POST /predictions/{model} to receive the stream",
     )

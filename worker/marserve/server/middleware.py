@@ -10,13 +10,13 @@ import hmac
 import itertools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from marserve.server.config import ConfigError
-from marserve.server.errors import ServingError, error_response
+from marserve.server.errors import ErrorFormat, ServingError, error_response
 from marserve.server.http_io import REQUEST_ID
 from marserve.server.metrics import ServerMetrics
 
@@ -59,7 +59,18 @@ def make_middleware(
     metrics: ServerMetrics,
     token: bytes | None,
     exempt: Collection[str] = OPEN_PATHS,
+    error_formats: Mapping[str, ErrorFormat] | None = None,
 ) -> Middleware:
+    """`error_formats` maps a path prefix (e.g. `/v2`) to its protocol's error body; other paths
+    answer TorchServe's."""
+    prefixes = tuple((error_formats or {}).items())
+
+    def error_format(path: str) -> ErrorFormat:
+        for prefix, chosen in prefixes:
+            if path == prefix or path.startswith(prefix + "/"):
+                return chosen
+        return ErrorFormat.TORCHSERVE
+
     expected = b"Bearer " + token if token is not None else None
     new_request_id = request_ids()
 
@@ -76,15 +87,20 @@ def make_middleware(
                     )
             response = await handler(request)
         except ServingError as error:
-            response = error.response()
+            response = error.response(error_format(request.path))
         except web.HTTPException as error:
-            response = _http_error(error, request)
+            response = _http_error(error, request, error_format(request.path))
         except ConnectionError:
             raise  # the client left mid-request: no one to answer, and not a server error
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path,
                           extra={"request_id": request_id})  # fmt: skip
-            response = error_response(500, "InternalServerError", "Unexpected server error")
+            response = error_response(
+                500,
+                "InternalServerError",
+                "Unexpected server error",
+                error_format=error_format(request.path),
+            )
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id
         metrics.response(response.status)
@@ -99,7 +115,9 @@ def make_middleware(
     return middleware
 
 
-def _http_error(error: web.HTTPException, request: web.Request) -> web.StreamResponse:
+def _http_error(
+    error: web.HTTPException, request: web.Request, error_format: ErrorFormat
+) -> web.StreamResponse:
     status = error.status
     if status < 400:
         return error
@@ -110,4 +128,10 @@ def _http_error(error: web.HTTPException, request: web.Request) -> web.StreamRes
     else:
         message = error.text or error.reason
     headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
-    return error_response(status, ERROR_TYPES.get(status, error.reason), message, headers=headers)
+    return error_response(
+        status,
+        ERROR_TYPES.get(status, error.reason),
+        message,
+        headers=headers,
+        error_format=error_format,
+    )

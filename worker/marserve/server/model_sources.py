@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import yaml
 
 from marserve.manifest import ManifestError, read_manifest
 from marserve.server.config import ConfigError, ModelSettings, ServerConfig
+from marserve.server.model_signature import ModelSignature, read_signature
 
 ARCHIVE_SUFFIXES = (".mar", ".tar.gz", ".tgz", ".zip")
 
@@ -31,6 +32,7 @@ class ModelSource:
     yaml_config: Mapping[str, Any]
     settings: ModelSettings
     failure: str | None = None  # why it cannot be served: the server reports it FAILED
+    signature: ModelSignature = field(default_factory=ModelSignature)
 
     @property
     def envelope(self) -> str | None:
@@ -117,6 +119,7 @@ def _load(name: str | None, path: Path, *, config: ServerConfig, scratch: Path) 
         manifest=manifest,
         yaml_config=yaml_config,
         settings=config.model_settings(yaml_config),
+        signature=read_signature(yaml_config),
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from marserve.server import openapi
+from marserve.server import errors, openapi
 from marserve.server.errors import ServingError
 from marserve.server.http_io import (
     REQUEST_ID,
@@ -138,6 +138,8 @@ class InferenceRoutes:
                 request_id=f"{request[REQUEST_ID]}-{index}",
             )
         )
+        if reply.rest is not None:
+            raise errors.streamed_answer(scheduler.name, protocol="KServe v1")
         result = reply.first
         if not result.ok:
             raise ServingError(

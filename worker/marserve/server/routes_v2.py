@@ -1,19 +1,26 @@
 """Open Inference Protocol (KServe v2) REST routes on the inference port.
 
-A model whose manifest names an envelope (e.g. `kservev2`) receives the validated request as is.
-Otherwise each input tensor reaches the handler as one named input holding nested lists shaped as
-declared, and the handler's JSON answer is returned as an output tensor.
+Errors on every `/v2` path carry the protocol's `{"error": message}` body (`PATH_PREFIX`, chosen
+once in the middleware). Requests may carry tensors as JSON data or as raw bytes after the JSON
+header (the binary data extension); responses return the outputs the client named, in binary
+where it asked. The handler gets what TorchServe 0.12 gives it, the request document as `body`,
+unless its model YAML opts into tensors (`openInferenceProtocol.handlerInput: tensors`, see
+`model_signature`); a model with an envelope (e.g. `kservev2`) gets the body too.
 """
 
 from __future__ import annotations
 
+import json
 from importlib import metadata
 from typing import Any
 
 from aiohttp import web
 
 from marserve.inference_request import Parameter
-from marserve.server import openapi
+from marserve.results import PredictionResult
+from marserve.server import errors, model_signature, openapi, tensors
+from marserve.server.batching import Reply
+from marserve.server.errors import ServingError
 from marserve.server.http_io import (
     JSON,
     REQUEST_ID,
@@ -25,8 +32,9 @@ from marserve.server.http_io import (
 )
 from marserve.server.scheduler import ModelScheduler
 from marserve.server.served_models import ServedModels
-from marserve.server.tensors import output_tensor, reshape, validate_request
 
+PATH_PREFIX = "/v2"
+EXTENSIONS = ("binary_tensor_data", "parameters")
 INFER_BODY = {"content": {"application/json": {"schema": {
     "type": "object", "required": ["inputs"],
     "properties": {"id": {"type": "string"}, "inputs": {"type": "array", "items": {
@@ -68,7 +76,7 @@ class V2Routes:
     @openapi.operation("Server metadata")
     async def server_metadata(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"name": "marserve", "version": server_version(), "extensions": []}
+            {"name": "marserve", "version": server_version(), "extensions": list(EXTENSIONS)}
         )
 
     @openapi.operation("Liveness")
@@ -83,13 +91,14 @@ class V2Routes:
     @openapi.operation("Model metadata")
     async def model_metadata(self, request: web.Request) -> web.Response:
         scheduler = self._scheduler(request)
+        signature = scheduler.source.signature
         return web.json_response(
             {
                 "name": scheduler.name,
                 "versions": [scheduler.source.version],
-                "platform": "pytorch_torchserve",
-                "inputs": [],
-                "outputs": [],
+                "platform": model_signature.platform(scheduler.source.manifest),
+                "inputs": [spec.metadata() for spec in signature.inputs],
+                "outputs": [spec.metadata() for spec in signature.outputs],
             }
         )
 
@@ -101,37 +110,79 @@ class V2Routes:
 
     @openapi.operation("Open Inference Protocol infer", body=INFER_BODY)
     async def infer(self, request: web.Request) -> web.Response:
-        """Parses the request once: an envelope gets the validated bytes as they came, and each
-        tensor is serialised once, shaped as declared, for a handler without one."""
+        """Decodes and checks every tensor once, hands the handler its inputs, and shapes the
+        answer as the client asked."""
         scheduler = self._scheduler(request)
         body = await request.read()
-        payload = parse_json(body)
-        inputs = validate_request(payload)
-        parameters: tuple[Parameter, ...]
-        if scheduler.source.envelope:
-            parameters = (Parameter("body", JSON, body),)
+        header, binary = tensors.split_body(body, request.headers.get(tensors.HEADER_LENGTH))
+        payload = parse_json(header)
+        decoded = tensors.parse_request(payload, binary)
+        tensor_inputs = scheduler.source.signature.tensor_inputs and not scheduler.source.envelope
+        if tensor_inputs:
+            parameters = _tensor_parameters(decoded)
+        elif binary:
+            parameters = (json_parameter("body", tensors.json_document(payload, decoded)),)
         else:
-            parameters = tuple(
-                json_parameter(tensor.name, reshape(tensor.flat, tensor.shape)) for tensor in inputs
-            )
+            parameters = (Parameter("body", JSON, body),)
         reply = await scheduler.infer(inference_request(request, parameters, explain=False))
-        result = reply.first
-        if not result.ok or scheduler.source.envelope:
+        result = _one_result(reply, model=scheduler.name)
+        if not tensor_inputs and not tensors.wants_shaping(decoded):
             return result_response(result, max_size=self.max_response_size)
-        return web.json_response(
-            _v2_response(
-                decode_result_body(result),
+        answer = decode_result_body(result)
+        if tensor_inputs:
+            answer = _v2_response(
+                answer,
                 scheduler=scheduler,
-                request_id=payload.get("id") or request[REQUEST_ID],
+                request_id=decoded.id or request[REQUEST_ID],
             )
+        elif not isinstance(answer, dict):
+            raise ServingError(
+                500, "InvalidModelOutput", "The model's answer is not an inference response"
+            )
+        json_header, tail = tensors.encode_response(answer, decoded)
+        headers = {tensors.HEADER_LENGTH: str(len(json_header))} if tail else {}
+        encoded = PredictionResult(
+            request_id=result.request_id,
+            status=200,
+            body=json_header + tail,
+            content_type="application/octet-stream" if tail else JSON,
+            headers=headers,
         )
+        return result_response(encoded, max_size=self.max_response_size)
+
+
+def _tensor_parameters(decoded: tensors.InferRequest) -> tuple[Parameter, ...]:
+    """One input per tensor, and the request's `parameters` as the input of that name."""
+    names = {tensor.name for tensor in decoded.inputs}
+    if decoded.parameters and "parameters" in names:
+        raise ServingError(
+            400, "InvalidInput", "an input named 'parameters' clashes with the request parameters"
+        )
+    inputs = [json_parameter(t.name, tensors.handler_value(t)) for t in decoded.inputs]
+    if decoded.parameters:
+        inputs.append(json_parameter("parameters", dict(decoded.parameters)))
+    return tuple(inputs)
+
+
+def _one_result(reply: Reply, *, model: str) -> PredictionResult:
+    """The handler's one answer; a failure keeps its status and message in the protocol's body."""
+    if reply.rest is not None:
+        raise errors.streamed_answer(model, protocol="the Open Inference Protocol")
+    result = reply.first
+    if result.ok:
+        return result
+    message = decode_result_body(result)
+    if isinstance(message, dict) and isinstance(message.get("message"), str):
+        raise ServingError(result.status, str(message.get("type", "")), message["message"])
+    text = message if isinstance(message, str) else json.dumps(message)
+    raise ServingError(result.status, "PredictionError", text)
 
 
 def _v2_response(answer: Any, *, scheduler: ModelScheduler, request_id: str) -> dict[str, Any]:
     if isinstance(answer, dict) and isinstance(answer.get("outputs"), list):
         response = dict(answer)
     else:
-        response = {"outputs": [output_tensor(answer, name="output-0")]}
+        response = {"outputs": [tensors.output_tensor(answer, name="output-0")]}
     response.setdefault("model_name", scheduler.name)
     response.setdefault("model_version", scheduler.source.version)
     response.setdefault("id", str(request_id))
