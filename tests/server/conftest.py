@@ -215,5 +215,8 @@ def auth() -> dict[str, str]:
 def server_kit() -> Any:
     """The helpers for modules that start a server of their own (conftest is not importable)."""
     return SimpleNamespace(
-        scripted_model_dir=scripted_model_dir, start_server=start_server, stop_server=stop_server
+        scripted_model_dir=scripted_model_dir,
+        start_server=start_server,
+        stop_server=stop_server,
+        mlp_signature=MLP_SIGNATURE,
     )
