@@ -62,6 +62,23 @@ async def test_the_document_lists_every_inference_route_and_nothing_else() -> No
     assert infer["requestBody"]["content"]["application/json"]["schema"]["required"] == ["inputs"]
     assert set(infer["responses"]) >= {"200", "400", "429", "504", "default"}
     assert set(document["paths"]["/v2/health/live"]["get"]["responses"]) == {"200", "401", "503"}
+    assert "application/octet-stream" in infer["requestBody"]["content"]
+
+
+def error_schema(operation: dict[str, Any], status: str) -> Any:
+    return operation["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+
+
+async def test_each_route_documents_its_protocols_error_body() -> None:
+    inference, _ = Server(ServerConfig(), [])._apps()["inference"]
+    document = await served_document(inference)
+    paths = document["paths"]
+    assert error_schema(paths["/v2/models/{model}/infer"]["post"], "400").endswith(
+        "/InferenceError"
+    )
+    assert error_schema(paths["/v2"]["get"], "401").endswith("/InferenceError")
+    assert error_schema(paths["/predictions/{model}"]["post"], "400").endswith("/Error")
+    assert document["components"]["schemas"]["InferenceError"]["required"] == ["error"]
 
 
 async def test_a_route_without_a_description_stops_the_document() -> None:

@@ -27,6 +27,8 @@ from marserve.server.scheduler import ModelScheduler
 from marserve.server.served_models import ServedModels
 
 log = logging.getLogger("marserve.server")
+# The inference port's routes that answer errors in their own protocol's body.
+ERROR_FORMATS = {routes_v2.PATH_PREFIX: ErrorFormat.OPEN_INFERENCE}
 
 
 class Server:
@@ -53,15 +55,13 @@ class Server:
         middleware = make_middleware(metrics=self.metrics, token=token)
         size = self.config.max_request_size
         inference_middleware = make_middleware(
-            metrics=self.metrics,
-            token=token,
-            error_formats={routes_v2.PATH_PREFIX: ErrorFormat.OPEN_INFERENCE},
+            metrics=self.metrics, token=token, error_formats=ERROR_FORMATS
         )
         inference = web.Application(middlewares=[inference_middleware], client_max_size=size)
         limit = self.config.max_response_size
         InferenceRoutes(self.models, max_response_size=limit).add_to(inference)
         V2Routes(self.models, max_response_size=limit).add_to(inference)
-        openapi.add_document_route(inference, version=server_version())
+        openapi.add_document_route(inference, version=server_version(), error_formats=ERROR_FORMATS)
         management = web.Application(middlewares=[middleware], client_max_size=size)
         ManagementRoutes(self.models).add_to(management)
         metrics = web.Application(middlewares=[make_middleware(metrics=self.metrics, token=None)])

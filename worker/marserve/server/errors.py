@@ -22,6 +22,14 @@ class ErrorFormat(enum.Enum):
     OPEN_INFERENCE = "open-inference"
 
 
+def error_format_for(path: str, formats: Mapping[str, ErrorFormat]) -> ErrorFormat:
+    """The error body of the protocol whose path prefix (e.g. `/v2`) `path` falls under."""
+    for prefix, chosen in formats.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return chosen
+    return ErrorFormat.TORCHSERVE
+
+
 class ServingError(Exception):
     """A request failed with an HTTP status, a short type name and a message for the user."""
 

@@ -16,7 +16,12 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from marserve.server.config import ConfigError
-from marserve.server.errors import ErrorFormat, ServingError, error_response
+from marserve.server.errors import (
+    ErrorFormat,
+    ServingError,
+    error_format_for,
+    error_response,
+)
 from marserve.server.http_io import REQUEST_ID
 from marserve.server.metrics import ServerMetrics
 
@@ -63,13 +68,10 @@ def make_middleware(
 ) -> Middleware:
     """`error_formats` maps a path prefix (e.g. `/v2`) to its protocol's error body; other paths
     answer TorchServe's."""
-    prefixes = tuple((error_formats or {}).items())
+    formats = dict(error_formats or {})
 
     def error_format(path: str) -> ErrorFormat:
-        for prefix, chosen in prefixes:
-            if path == prefix or path.startswith(prefix + "/"):
-                return chosen
-        return ErrorFormat.TORCHSERVE
+        return error_format_for(path, formats)
 
     expected = b"Bearer " + token if token is not None else None
     new_request_id = request_ids()

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from marserve.server.errors import ErrorFormat, error_format_for
+
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[web.StreamResponse]])
 
 OBJECT: Mapping[str, Any] = {"type": "object"}
@@ -46,6 +48,12 @@ ERROR_STATUSES = {
     "503": "The model failed to load, its worker died, or the server is stopping",
     "504": "The model did not answer within responseTimeout",
 }
+INFERENCE_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+SCHEMA_NAMES = {ErrorFormat.TORCHSERVE: "Error", ErrorFormat.OPEN_INFERENCE: "InferenceError"}
 INFERENCE_ERRORS = ("400", "401", "404", "413", "429", "500", "503", "504")
 _OPERATION = "openapi_operation"
 _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
@@ -73,9 +81,15 @@ def operation(
     return describe
 
 
-def document(router: web.UrlDispatcher, *, version: str) -> dict[str, Any]:
+def document(
+    router: web.UrlDispatcher,
+    *,
+    version: str,
+    error_formats: Mapping[str, ErrorFormat] | None = None,
+) -> dict[str, Any]:
     """The OpenAPI document of every route on `router`; raises LookupError for a route whose
-    handler was never described, so drift stops the server at start-up rather than at a user."""
+    handler was never described, so drift stops the server at start-up rather than at a user.
+    Each path's errors have the body its protocol defines (`error_formats`, as the middleware)."""
     paths: dict[str, dict[str, Any]] = {}
     for route in router.routes():
         if route.method == "HEAD":  # aiohttp's automatic twin of each GET
@@ -87,17 +101,24 @@ def document(router: web.UrlDispatcher, *, version: str) -> dict[str, Any]:
                               "handler with openapi.operation")  # fmt: skip
         parameters = _PATH_PARAMETER.findall(path)
         paths.setdefault(path, {})[route.method.lower()] = _operation(
-            described, method=route.method, parameters=parameters
+            described,
+            method=route.method,
+            parameters=parameters,
+            error_schema=SCHEMA_NAMES[error_format_for(path, error_formats or {})],
         )
     return {
         "openapi": "3.0.3",
         "info": {"title": "marserve inference API", "version": version},
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR_SCHEMA}},
+        "components": {
+            "schemas": {"Error": ERROR_SCHEMA, "InferenceError": INFERENCE_ERROR_SCHEMA}
+        },
     }
 
 
-def add_document_route(app: web.Application, *, version: str) -> None:
+def add_document_route(
+    app: web.Application, *, version: str, error_formats: Mapping[str, ErrorFormat] | None = None
+) -> None:
     """Serves /openapi.json on `app`, describing every route added before it and itself."""
     body = b""  # filled below, once the document's own route is on the router
 
@@ -106,10 +127,13 @@ def add_document_route(app: web.Application, *, version: str) -> None:
         return web.Response(body=body, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi_json)
-    body = json.dumps(document(app.router, version=version)).encode()
+    described = document(app.router, version=version, error_formats=error_formats)
+    body = json.dumps(described).encode()
 
 
-def _operation(described: Operation, *, method: str, parameters: Sequence[str]) -> dict[str, Any]:
+def _operation(
+    described: Operation, *, method: str, parameters: Sequence[str], error_schema: str
+) -> dict[str, Any]:
     """A GET answers its schema or 401/404/503 (404 only where a path names a model); a POST is
     an inference call and may answer any inference error or a status its handler chose."""
     entry: dict[str, Any] = {
@@ -123,23 +147,24 @@ def _operation(described: Operation, *, method: str, parameters: Sequence[str]) 
         entry["requestBody"] = dict(described.body or ANY_BODY)
         entry["responses"] = {
             "200": {"description": "The model's answer"},
-            **_errors(INFERENCE_ERRORS),
+            **_errors(INFERENCE_ERRORS, schema=error_schema),
             "default": {"description": "A status the handler chose"},
         }
     else:
         ok = {"description": "OK", "content": {"application/json": {"schema": described.ok}}}
         entry["responses"] = {
             "200": ok,
-            **_errors(("401", "404", "503") if parameters else ("401", "503")),
+            **_errors(("401", "404", "503") if parameters else ("401", "503"), schema=error_schema),
         }
     return entry
 
 
-def _errors(statuses: Sequence[str]) -> dict[str, Any]:
+def _errors(statuses: Sequence[str], *, schema: str) -> dict[str, Any]:
+    reference = {"$ref": f"#/components/schemas/{schema}"}
     return {
         status: {
             "description": ERROR_STATUSES[status],
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "content": {"application/json": {"schema": reference}},
         }
         for status in statuses
     }

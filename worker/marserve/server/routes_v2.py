@@ -35,13 +35,31 @@ from marserve.server.served_models import ServedModels
 
 PATH_PREFIX = "/v2"
 EXTENSIONS = ("binary_tensor_data", "parameters")
-INFER_BODY = {"content": {"application/json": {"schema": {
-    "type": "object", "required": ["inputs"],
-    "properties": {"id": {"type": "string"}, "inputs": {"type": "array", "items": {
-        "type": "object", "required": ["name", "shape", "datatype", "data"],
-        "properties": {"name": {"type": "string"},
-                       "shape": {"type": "array", "items": {"type": "integer"}},
-                       "datatype": {"type": "string"}, "data": {"type": "array"}}}}}}}},
+TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "datatype": {"type": "string"},
+        "parameters": {"type": "object"},
+        "data": {"type": "array"},
+    },
+}
+INFER_REQUEST = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {"type": "array", "items": TENSOR},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"]}},
+    },
+}
+# A binary body is the JSON request, Inference-Header-Content-Length bytes, then raw tensors.
+INFER_BODY = {"content": {
+    "application/json": {"schema": INFER_REQUEST},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     "required": True}  # fmt: skip
 
 
