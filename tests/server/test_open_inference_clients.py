@@ -5,7 +5,10 @@ the client raises with marserve's message."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,8 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from support import models
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 ROW = [0.5, -1.0, 0.25, 2.0, 0.0, 1.5, -0.75, 0.125]
 
@@ -294,3 +299,15 @@ async def test_hostile_binary_requests_get_a_400_in_the_protocols_body(
         assert list(error) == ["error"] and error["error"], case
         async with session.get(f"{server.inference}/v2/health/ready") as response:
             assert response.status == 200
+
+
+def test_the_readmes_tritonclient_example_runs(server: Any) -> None:
+    readme = README.read_text()
+    section = readme[readme.index("### Open Inference Protocol") :]
+    example = re.search(r"```python\n(?P<code>.*?)```", section, re.S)
+    assert example, "the README's Open Inference Protocol section has no Python example"
+    code = example["code"].replace("localhost:8080", server.inference.removeprefix("http://"))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README.md", "exec"), {})
+    assert printed.getvalue().strip() == "(1, 4)"
