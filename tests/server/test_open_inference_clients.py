@@ -79,14 +79,16 @@ def echo_dir(directory: Path, **yaml_config: Any) -> Path:
 
 @pytest.fixture(scope="module")
 def server(own_tmp: Path, server_kit: Any) -> Iterator[Any]:
-    """`mlp` (tensors to its handler), `echo` and `slow` (a 1 s deadline and a queue of 2)."""
+    """`mlp` (tensors to its handler), `plain` (the same handler, given the body), `echo` and
+    `slow` (a 1 s deadline and a queue of 2)."""
     signature = {"openInferenceProtocol": server_kit.mlp_signature}
     mlp = server_kit.scripted_model_dir(own_tmp / "mlp", name="mlp", yaml_config=signature)
+    plain = server_kit.scripted_model_dir(own_tmp / "plain", name="plain")
     echo = echo_dir(own_tmp / "echo", openInferenceProtocol=ECHO_SIGNATURE)
     slow = echo_dir(own_tmp / "slow", batchSize=1, responseTimeout=1, jobQueueSize=2)
     running = server_kit.start_server(
         own_tmp,
-        model_args=[f"mlp={mlp}", f"echo={echo}", f"slow={slow}"],
+        model_args=[f"mlp={mlp}", f"plain={plain}", f"echo={echo}", f"slow={slow}"],
         env={"MARSERVE_WORKER_GRACE_SECONDS": "0.5"},
     )
     yield running
@@ -122,19 +124,31 @@ def test_server_and_model_metadata(client: triton.InferenceServerClient) -> None
     assert client.get_model_metadata("echo")["platform"] == "pytorch_torchserve"
 
 
-@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize(("binary", "compression"), [(True, None), (False, None), (True, "gzip")])
 def test_the_mlp_answers_like_the_model_run_directly(
-    client: triton.InferenceServerClient, binary: bool
+    client: triton.InferenceServerClient, binary: bool, compression: str | None
 ) -> None:
     rows = np.array([ROW, ROW[::-1]], dtype=np.float32)
     result = client.infer(
         "mlp",
         [tensor("x", rows, datatype="FP32", binary=binary)],
         outputs=[triton.InferRequestedOutput("output-0", binary_data=binary)],
+        request_compression_algorithm=compression,
     )
     with torch.no_grad():
         expected = models.make_mlp()(torch.tensor(rows)).numpy()
     np.testing.assert_allclose(result.as_numpy("output-0"), expected, rtol=1e-6)
+
+
+def test_a_handler_given_the_body_answers_a_triton_client_as_output_0(
+    client: triton.InferenceServerClient,
+) -> None:
+    """The scripted handler gets the request document (a dict) and answers a dict, which a
+    client asking for binary outputs receives as one BYTES element of JSON."""
+    result = client.infer("plain", [tensor("x", np.ones((1, 8), np.float32), datatype="FP32",
+                                           binary=True)])  # fmt: skip
+    (answer,) = result.as_numpy("output-0").tolist()
+    assert json.loads(answer)["batch"] == 1
 
 
 SAMPLES = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -191,3 +193,15 @@ def test_all_outputs_go_binary_when_binary_data_output_is_set() -> None:
     with pytest.raises(ServingError, match="output 'a' of the model") as raised:
         tensors.encode_response(bad, tensors.parse_request(payload, b""))
     assert raised.value.status == 500
+
+
+def test_the_codec_imports_no_transport() -> None:
+    """Every transport (REST here, gRPC next) shares the codec, so it must not pull one in."""
+    probe = (
+        "import sys, marserve.tensor_codec; "
+        "print(sorted(m for m in ('aiohttp', 'grpc', 'torch') if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert completed.stdout.strip() == "[]"

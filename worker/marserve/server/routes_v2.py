@@ -129,7 +129,8 @@ class V2Routes:
     @openapi.operation("Open Inference Protocol infer", body=INFER_BODY)
     async def infer(self, request: web.Request) -> web.Response:
         """Decodes and checks every tensor once, hands the handler its inputs, and shapes the
-        answer as the client asked."""
+        answer as the client asked; a handler given the body whose client asked for nothing
+        more than JSON gets its answer returned as it is, as TorchServe does."""
         scheduler = self._scheduler(request)
         body = await request.read()
         header, binary = tensors.split_body(body, request.headers.get(tensors.HEADER_LENGTH))
@@ -146,17 +147,11 @@ class V2Routes:
         result = _one_result(reply, model=scheduler.name)
         if not tensor_inputs and not tensors.wants_shaping(decoded):
             return result_response(result, max_size=self.max_response_size)
-        answer = decode_result_body(result)
-        if tensor_inputs:
-            answer = _v2_response(
-                answer,
-                scheduler=scheduler,
-                request_id=decoded.id or request[REQUEST_ID],
-            )
-        elif not isinstance(answer, dict):
-            raise ServingError(
-                500, "InvalidModelOutput", "The model's answer is not an inference response"
-            )
+        answer = _v2_response(
+            decode_result_body(result),
+            scheduler=scheduler,
+            request_id=decoded.id or request[REQUEST_ID],
+        )
         json_header, tail = tensors.encode_response(answer, decoded)
         headers = {tensors.HEADER_LENGTH: str(len(json_header))} if tail else {}
         encoded = PredictionResult(
@@ -197,6 +192,8 @@ def _one_result(reply: Reply, *, model: str) -> PredictionResult:
 
 
 def _v2_response(answer: Any, *, scheduler: ModelScheduler, request_id: str) -> dict[str, Any]:
+    """The handler's answer as an inference response: as it is when it is one, otherwise the
+    output `output-0`."""
     if isinstance(answer, dict) and isinstance(answer.get("outputs"), list):
         response = dict(answer)
     else:
