@@ -13,8 +13,8 @@ import torch
 
 from marserve.handlers.base_handler import BaseHandler
 from marserve.handlers.labels import load_label_mapping, map_class_to_label
-from marserve.loading import model_formats
-from marserve.loading.model_formats import ModelFormat, ModelLoadError
+from marserve.loading import formats, model_formats
+from marserve.loading.formats import ModelFormat, ModelLoadError
 from support import handler_fixtures, models
 
 BATCH = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
@@ -164,7 +164,7 @@ def test_format_is_chosen_in_torchserve_order(
     yaml: dict[str, object],
     expected: ModelFormat,
 ) -> None:
-    chosen = model_formats.detect_format(
+    chosen = formats.detect_format(
         serialized_file=serialized_file, model_file=model_file, model_yaml_config=yaml
     )
     assert chosen is expected
@@ -176,15 +176,13 @@ def test_format_is_chosen_in_torchserve_order(
 )
 def test_shared_library_needs_the_aot_compile_switch(yaml: dict[str, object]) -> None:
     with pytest.raises(ModelLoadError, match=r"model\.so .*aot_compile: true"):
-        model_formats.detect_format(
-            serialized_file="model.so", model_file=None, model_yaml_config=yaml
-        )
+        formats.detect_format(serialized_file="model.so", model_file=None, model_yaml_config=yaml)
 
 
 @pytest.mark.parametrize("serialized_file", ["weights.bin", "model.pth", None])
 def test_unknown_file_names_it_and_the_supported_formats(serialized_file: str | None) -> None:
     with pytest.raises(ModelLoadError) as caught:
-        model_formats.detect_format(
+        formats.detect_format(
             serialized_file=serialized_file, model_file=None, model_yaml_config={}
         )
     message = str(caught.value)

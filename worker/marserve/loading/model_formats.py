@@ -1,19 +1,17 @@
-"""Choosing and running the loader that fits an archive's model file.
+"""Running the loader that fits an archive's model file, in the format `formats` detected.
 
-The rules follow TorchServe's BaseHandler (a `modelFile` means eager, then the serialized file's
-suffix decides) and add `.pt2` packages, which TorchServe cannot load. A file that fits no rule
-fails with a message naming it and every supported format, instead of a bare "No model weights".
+A file that cannot be loaded fails with a message naming it and what was expected, instead of a
+bare "No model weights".
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import importlib.util
 import inspect
 import sys
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,57 +19,7 @@ from typing import Any
 import torch
 
 from marserve.loading.device import map_location
-
-SUPPORTED_FORMATS = (
-    "eager (manifest modelFile + state_dict serializedFile), TorchScript (.pt), ONNX (.onnx), "
-    "AOTInductor shared library (.so, with 'pt2: {export: {aot_compile: true}}' in the model "
-    "YAML), AOTInductor or torch.export package (.pt2)"
-)
-
-
-class ModelFormat(enum.Enum):
-    EAGER = "eager"
-    TORCHSCRIPT = "torchscript"
-    ONNX = "onnx"
-    AOT_SHARED_LIBRARY = "aotinductor-so"
-    PT2_PACKAGE = "pt2-package"
-
-
-class ModelLoadError(RuntimeError):
-    """The archive's model cannot be loaded; the message says which file and what was expected."""
-
-
-def wants_aot_compile(model_yaml_config: Mapping[str, Any]) -> bool:
-    """True when the model YAML says `pt2: {export: {aot_compile: true}}` (TorchServe's switch)."""
-    pt2 = model_yaml_config.get("pt2")
-    export = pt2.get("export") if isinstance(pt2, Mapping) else None
-    return isinstance(export, Mapping) and export.get("aot_compile") is True
-
-
-def detect_format(
-    *, serialized_file: str | None, model_file: str | None, model_yaml_config: Mapping[str, Any]
-) -> ModelFormat:
-    """TorchServe's order: a modelFile means eager, then the serialized file's suffix decides."""
-    if model_file:
-        return ModelFormat.EAGER
-    suffix = Path(serialized_file or "").suffix
-    if suffix == ".pt":
-        return ModelFormat.TORCHSCRIPT
-    if suffix == ".onnx":
-        return ModelFormat.ONNX
-    if suffix == ".pt2":
-        return ModelFormat.PT2_PACKAGE
-    if suffix == ".so" and wants_aot_compile(model_yaml_config):
-        return ModelFormat.AOT_SHARED_LIBRARY
-    if suffix == ".so":
-        raise ModelLoadError(
-            f"{serialized_file} is a shared library, which loads only when the model YAML has "
-            "'pt2: {export: {aot_compile: true}}'"
-        )
-    named = serialized_file or "no serializedFile and no modelFile in the manifest"
-    raise ModelLoadError(
-        f"cannot load a model from {named}; supported formats: {SUPPORTED_FORMATS}"
-    )
+from marserve.loading.formats import ModelFormat, ModelLoadError
 
 
 def load_model(

@@ -19,12 +19,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from marserve import tensor_codec
+from marserve.loading import formats
 from marserve.server.config import ConfigError
 
 BLOCK = "openInferenceProtocol"
 HANDLER_INPUTS = ("body", "tensors")
-# Triton's and KServe's platform names where one fits, by the serialized file's suffix.
-PLATFORMS = {".onnx": "onnxruntime_onnx", ".pt": "pytorch_libtorch", ".pt2": "pytorch_pt2"}
+# Triton's platform names where one fits (TorchScript is `pytorch_libtorch` there).
+PLATFORMS = {
+    formats.ModelFormat.EAGER: "pytorch_eager",
+    formats.ModelFormat.TORCHSCRIPT: "pytorch_libtorch",
+    formats.ModelFormat.ONNX: "onnxruntime_onnx",
+    formats.ModelFormat.AOT_SHARED_LIBRARY: "pytorch_aotinductor",
+    formats.ModelFormat.PT2_PACKAGE: "pytorch_pt2",
+}
 
 
 @dataclass(frozen=True)
@@ -88,15 +95,16 @@ def _specs(entries: Any, *, key: str) -> tuple[TensorSpec, ...]:
     return tuple(specs)
 
 
-def platform(manifest: Mapping[str, Any]) -> str:
-    """The platform model metadata reports: the runtime that the archive's model file needs.
-
-    The rules are the loader's (a `modelFile` means eager PyTorch, then the serialized file's
-    suffix decides), read from the manifest so the front end never imports torch.
-    """
+def platform(manifest: Mapping[str, Any], yaml_config: Mapping[str, Any]) -> str:
+    """The platform model metadata reports: the runtime the archive's model file needs, by the
+    loader's own rules; a handler loading no model file of a known format: `pytorch_torchserve`."""
     model = manifest.get("model", {})
-    if model.get("modelFile"):
-        return "pytorch_eager"
-    serialized = str(model.get("serializedFile") or "")
-    suffix = serialized[serialized.rfind(".") :] if "." in serialized else ""
-    return PLATFORMS.get(suffix, "pytorch_torchserve")
+    try:
+        model_format = formats.detect_format(
+            serialized_file=model.get("serializedFile"),
+            model_file=model.get("modelFile"),
+            model_yaml_config=yaml_config,
+        )
+    except formats.ModelLoadError:
+        return "pytorch_torchserve"
+    return PLATFORMS[model_format]

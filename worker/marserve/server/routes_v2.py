@@ -114,7 +114,9 @@ class V2Routes:
             {
                 "name": scheduler.name,
                 "versions": [scheduler.source.version],
-                "platform": model_signature.platform(scheduler.source.manifest),
+                "platform": model_signature.platform(
+                    scheduler.source.manifest, scheduler.source.yaml_config
+                ),
                 "inputs": [spec.metadata() for spec in signature.inputs],
                 "outputs": [spec.metadata() for spec in signature.outputs],
             }
