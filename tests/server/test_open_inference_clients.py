@@ -325,3 +325,15 @@ def test_the_readmes_tritonclient_example_runs(server: Any) -> None:
     with contextlib.redirect_stdout(printed):
         exec(compile(code, "README.md", "exec"), {})
     assert printed.getvalue().strip() == "(1, 4)"
+
+
+async def test_a_failing_handler_answers_in_the_protocols_body(server: Any) -> None:
+    document = {"inputs": [{"name": "a", "datatype": "FP32", "shape": [1], "data": [1.0]}],
+                "poison": True}  # fmt: skip
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{server.inference}/v2/models/plain/infer", json=document) as response,
+    ):
+        assert response.status >= 500
+        body = await response.json()
+    assert list(body) == ["error"] and body["error"]

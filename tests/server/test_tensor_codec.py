@@ -205,3 +205,24 @@ def test_the_codec_imports_no_transport() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert completed.stdout.strip() == "[]"
+
+
+def test_a_handler_taking_tensors_gets_nested_lists_and_the_request_parameters() -> None:
+    payload = {
+        "inputs": [
+            {"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3, 4]},
+            {"name": "s", "datatype": "BYTES", "shape": [1], "data": ["hi"]},
+        ],
+        "parameters": {"binary_data_output": True, "top_k": 3},
+    }
+    assert tensors.handler_inputs(tensors.parse_request(payload, b"")) == [
+        ("x", [[1.0, 2.0], [3.0, 4.0]]),
+        ("s", ["hi"]),
+        ("parameters", {"top_k": 3}),
+    ]
+    payload["inputs"][1]["name"] = "parameters"
+    with pytest.raises(ServingError, match="clashes"):
+        tensors.handler_inputs(tensors.parse_request(payload, b""))
+    del payload["parameters"]["top_k"]  # only the server's own parameter: nothing clashes
+    assert [name for name, _ in tensors.handler_inputs(tensors.parse_request(payload, b""))] == [
+        "x", "parameters"]  # fmt: skip

@@ -140,7 +140,9 @@ class V2Routes:
         decoded = tensors.parse_request(payload, binary)
         tensor_inputs = scheduler.source.signature.tensor_inputs and not scheduler.source.envelope
         if tensor_inputs:
-            parameters = _tensor_parameters(decoded)
+            parameters = tuple(
+                json_parameter(name, value) for name, value in tensors.handler_inputs(decoded)
+            )
         elif binary:
             parameters = (json_parameter("body", tensors.json_document(payload, decoded)),)
         else:
@@ -164,19 +166,6 @@ class V2Routes:
             headers=headers,
         )
         return result_response(encoded, max_size=self.max_response_size)
-
-
-def _tensor_parameters(decoded: tensors.InferRequest) -> tuple[Parameter, ...]:
-    """One input per tensor, and the request's `parameters` as the input of that name."""
-    names = {tensor.name for tensor in decoded.inputs}
-    if decoded.parameters and "parameters" in names:
-        raise ServingError(
-            400, "InvalidInput", "an input named 'parameters' clashes with the request parameters"
-        )
-    inputs = [json_parameter(t.name, tensors.handler_value(t)) for t in decoded.inputs]
-    if decoded.parameters:
-        inputs.append(json_parameter("parameters", dict(decoded.parameters)))
-    return tuple(inputs)
 
 
 def _one_result(reply: Reply, *, model: str) -> PredictionResult:

@@ -19,6 +19,8 @@ from marserve.server.errors import ServingError
 from marserve.tensor_codec import Array, TensorError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+# Request parameters that tell the server how to answer; the handler never sees them.
+SERVER_PARAMETERS = frozenset({"binary_data_output"})
 
 
 @dataclass(frozen=True)
@@ -151,9 +153,19 @@ def json_document(payload: Mapping[str, Any], request: InferRequest) -> dict[str
     return document
 
 
-def handler_value(tensor: InputTensor) -> Any:
-    """An input as a handler without an envelope gets it: nested lists shaped as declared."""
-    return tensor_codec.to_nested(tensor.array, datatype=tensor.datatype)
+def handler_inputs(request: InferRequest) -> list[tuple[str, Any]]:
+    """The named inputs a handler that opted into tensors gets: each tensor as nested lists
+    shaped as declared, and the request's own `parameters` (if any) as the input of that name."""
+    inputs = [
+        (tensor.name, tensor_codec.to_nested(tensor.array, datatype=tensor.datatype))
+        for tensor in request.inputs
+    ]
+    parameters = {k: v for k, v in request.parameters.items() if k not in SERVER_PARAMETERS}
+    if parameters:
+        if any(name == "parameters" for name, _ in inputs):
+            raise _bad("an input named 'parameters' clashes with the request's parameters")
+        inputs.append(("parameters", parameters))
+    return inputs
 
 
 def output_tensor(value: Any, *, name: str) -> dict[str, Any]:
