@@ -13,8 +13,8 @@ import torch
 
 from marserve.handlers.base_handler import BaseHandler
 from marserve.handlers.labels import load_label_mapping, map_class_to_label
-from marserve.loading import formats, model_formats
-from marserve.loading.formats import ModelFormat, ModelLoadError
+from marserve.loading import format_detection, loaders
+from marserve.loading.format_detection import ModelFormat, ModelLoadError
 from support import handler_fixtures, models
 
 BATCH = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
@@ -113,8 +113,8 @@ def test_aoti_package_loads_with_the_package_loader(
         "aoti_load_package",
         lambda path, device_index=-1: calls.append((path, device_index)) or "runner",
     )
-    assert model_formats.load_pt2_package(package, torch.device("cpu")) == "runner"
-    assert model_formats.load_pt2_package(package, torch.device("cuda:2")) == "runner"
+    assert loaders.load_pt2_package(package, torch.device("cpu")) == "runner"
+    assert loaders.load_pt2_package(package, torch.device("cuda:2")) == "runner"
     assert calls == [(str(package), -1), (str(package), 2)]
 
 
@@ -164,7 +164,7 @@ def test_format_is_chosen_in_torchserve_order(
     yaml: dict[str, object],
     expected: ModelFormat,
 ) -> None:
-    chosen = formats.detect_format(
+    chosen = format_detection.detect_format(
         serialized_file=serialized_file, model_file=model_file, model_yaml_config=yaml
     )
     assert chosen is expected
@@ -176,13 +176,15 @@ def test_format_is_chosen_in_torchserve_order(
 )
 def test_shared_library_needs_the_aot_compile_switch(yaml: dict[str, object]) -> None:
     with pytest.raises(ModelLoadError, match=r"model\.so .*aot_compile: true"):
-        formats.detect_format(serialized_file="model.so", model_file=None, model_yaml_config=yaml)
+        format_detection.detect_format(
+            serialized_file="model.so", model_file=None, model_yaml_config=yaml
+        )
 
 
 @pytest.mark.parametrize("serialized_file", ["weights.bin", "model.pth", None])
 def test_unknown_file_names_it_and_the_supported_formats(serialized_file: str | None) -> None:
     with pytest.raises(ModelLoadError) as caught:
-        formats.detect_format(
+        format_detection.detect_format(
             serialized_file=serialized_file, model_file=None, model_yaml_config={}
         )
     message = str(caught.value)

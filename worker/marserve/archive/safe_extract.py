@@ -2,7 +2,7 @@
 
 Every entry is checked before anything is written: no absolute names, no `..`, no path through
 a symlink that leaves the root, links only to targets inside, no device files. Declared totals
-were checked when the archive was opened (see `formats`); here sizes are checked again against
+were checked when the archive was opened (see `containers`); here sizes are checked again against
 the bytes actually written, because declared sizes can lie.
 """
 

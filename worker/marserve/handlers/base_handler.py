@@ -28,7 +28,7 @@ from marserve.handlers import backends
 from marserve.handlers.backends import setup_ort_session
 from marserve.handlers.labels import INDEX_TO_NAME_FILE, load_label_mapping
 from marserve.handlers.timer import timed
-from marserve.loading import formats, model_formats
+from marserve.loading import format_detection, loaders
 from marserve.loading.compile import EagerFallback, compile_model, compile_options
 from marserve.loading.device import enable_tensor_cores, map_location, select_device
 
@@ -63,7 +63,7 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
         self.target = 0
         self.profiler_args: dict[str, Any] = {}
         self.model_yaml_config: dict[str, Any] = {}
-        self.model_format: formats.ModelFormat | None = None
+        self.model_format: format_detection.ModelFormat | None = None
 
     def initialize(self, context: Context) -> None:
         """Selects the device, loads (and optionally compiles) the model, reads the labels."""
@@ -79,7 +79,7 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
         serialized_file = model_entry.get("serializedFile")
         model_file = model_entry.get("modelFile")
         self.model_pt_path = os.path.join(model_dir, serialized_file) if serialized_file else None
-        self.model_format = formats.detect_format(
+        self.model_format = format_detection.detect_format(
             serialized_file=serialized_file,
             model_file=model_file,
             model_yaml_config=self.model_yaml_config,
@@ -95,19 +95,19 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
     def _load_model(
         self, model_dir: str, model_file: str | None, serialized_file: str | None
     ) -> Any:
-        """Dispatches to the overridable TorchServe loader methods, then to `formats`."""
-        if self.model_format is formats.ModelFormat.EAGER:
+        """Dispatches to the overridable TorchServe loader methods, then to `loaders`."""
+        if self.model_format is format_detection.ModelFormat.EAGER:
             assert model_file is not None
             model = self._load_pickled_model(model_dir, model_file, self.model_pt_path)
             return model.to(self.device).eval()
         assert self.model_pt_path is not None
-        model_formats.require_file(Path(self.model_pt_path))
-        if self.model_format is formats.ModelFormat.TORCHSCRIPT:
+        loaders.require_file(Path(self.model_pt_path))
+        if self.model_format is format_detection.ModelFormat.TORCHSCRIPT:
             return self._load_torchscript_model(self.model_pt_path)
-        if self.model_format is formats.ModelFormat.AOT_SHARED_LIBRARY:
+        if self.model_format is format_detection.ModelFormat.AOT_SHARED_LIBRARY:
             return self._load_torch_export_aot_compile(self.model_pt_path)
         assert self.model_format is not None and self.device is not None
-        return model_formats.load_model(
+        return loaders.load_model(
             self.model_format,
             model_dir=Path(model_dir),
             serialized_file=serialized_file,
@@ -119,7 +119,7 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
         self, model_dir: str, model_file: str, model_pt_path: str | None
     ) -> torch.nn.Module:
         """Eager mode: the one nn.Module class in `model_file` with the state_dict loaded."""
-        return model_formats.load_eager(
+        return loaders.load_eager(
             model_dir=Path(model_dir),
             model_file=model_file,
             weights=Path(model_pt_path) if model_pt_path else None,
@@ -127,13 +127,13 @@ class BaseHandler(abc.ABC):  # noqa: B024 - abstract in name only, as TorchServe
         )
 
     def _load_torchscript_model(self, model_pt_path: str) -> torch.jit.ScriptModule:
-        return model_formats.load_torchscript(Path(model_pt_path), self._device())
+        return loaders.load_torchscript(Path(model_pt_path), self._device())
 
     def _load_torch_export_aot_compile(self, model_so_path: str) -> Callable[..., Any]:
-        return model_formats.load_aot_shared_library(Path(model_so_path), self._device())
+        return loaders.load_aot_shared_library(Path(model_so_path), self._device())
 
     def _use_torch_export_aot_compile(self) -> bool:
-        return formats.wants_aot_compile(self.model_yaml_config)
+        return format_detection.wants_aot_compile(self.model_yaml_config)
 
     @timed
     def preprocess(self, data: Any) -> Any:

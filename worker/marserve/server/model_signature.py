@@ -19,18 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from marserve import tensor_codec
-from marserve.loading import formats
+from marserve.loading import format_detection
 from marserve.server.config import ConfigError
 
 BLOCK = "openInferenceProtocol"
 HANDLER_INPUTS = ("body", "tensors")
 # Triton's platform names where one fits (TorchScript is `pytorch_libtorch` there).
 PLATFORMS = {
-    formats.ModelFormat.EAGER: "pytorch_eager",
-    formats.ModelFormat.TORCHSCRIPT: "pytorch_libtorch",
-    formats.ModelFormat.ONNX: "onnxruntime_onnx",
-    formats.ModelFormat.AOT_SHARED_LIBRARY: "pytorch_aotinductor",
-    formats.ModelFormat.PT2_PACKAGE: "pytorch_pt2",
+    format_detection.ModelFormat.EAGER: "pytorch_eager",
+    format_detection.ModelFormat.TORCHSCRIPT: "pytorch_libtorch",
+    format_detection.ModelFormat.ONNX: "onnxruntime_onnx",
+    format_detection.ModelFormat.AOT_SHARED_LIBRARY: "pytorch_aotinductor",
+    format_detection.ModelFormat.PT2_PACKAGE: "pytorch_pt2",
 }
 
 
@@ -100,11 +100,11 @@ def platform(manifest: Mapping[str, Any], yaml_config: Mapping[str, Any]) -> str
     loader's own rules; a handler loading no model file of a known format: `pytorch_torchserve`."""
     model = manifest.get("model", {})
     try:
-        model_format = formats.detect_format(
+        model_format = format_detection.detect_format(
             serialized_file=model.get("serializedFile"),
             model_file=model.get("modelFile"),
             model_yaml_config=yaml_config,
         )
-    except formats.ModelLoadError:
+    except format_detection.ModelLoadError:
         return "pytorch_torchserve"
     return PLATFORMS[model_format]

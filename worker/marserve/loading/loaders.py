@@ -1,4 +1,4 @@
-"""Running the loader that fits an archive's model file, in the format `formats` detected.
+"""Running the loader that fits an archive's model file, in the format `format_detection` found.
 
 A file that cannot be loaded fails with a message naming it and what was expected, instead of a
 bare "No model weights".
@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from marserve.loading.device import map_location
-from marserve.loading.formats import ModelFormat, ModelLoadError
+from marserve.loading.format_detection import ModelFormat, ModelLoadError
 
 
 def load_model(
