@@ -21,7 +21,6 @@ import pytest
 import torch
 
 from support import models
-from support.kube_emulator import RunningEmulator
 from support.operator_harness import (
     DEPLOYMENTS,
     MODELS,
@@ -30,6 +29,7 @@ from support.operator_harness import (
     start_emulator,
     wait_for,
 )
+from support.running_emulator import RunningEmulator
 from support.serving import free_port, http_status
 
 pytestmark = pytest.mark.image
