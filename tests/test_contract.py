@@ -72,7 +72,12 @@ def test_metric_series_names_are_pinned() -> None:
 
 
 def test_environment_names_are_pinned() -> None:
-    for env in (contract.WORKER_ENV, contract.EXTRACT_ENV, contract.OPERATOR_ENV):
+    for env in (
+        contract.WORKER_ENV,
+        contract.EXTRACT_ENV,
+        contract.PACKAGE_INDEX_ENV,
+        contract.OPERATOR_ENV,
+    ):
         for field in dataclasses.fields(env):
             assert getattr(env, field.name) == f"MARSERVE_{field.name.upper()}"
     assert contract.OPERATOR_MANAGED_WORKER_ENV == (

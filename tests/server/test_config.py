@@ -141,3 +141,30 @@ def test_worker_memory_limit_is_off_by_default_and_env_and_flag_beat_model_yaml(
         parse([], {"MARSERVE_WORKER_MEMORY_LIMIT_MB": "1G"})
     with pytest.raises(config.ConfigError, match="maxWorkerMemoryMB"):
         parse([]).model_settings({"maxWorkerMemoryMB": "1G"})
+
+
+def test_model_dependencies_are_off_by_default_and_read_like_torchserve(tmp_path: Path) -> None:
+    assert parse([]).install_model_deps is False
+    assert parse(["--install-model-deps"]).install_model_deps is True
+    assert parse([], {"MARSERVE_INSTALL_MODEL_DEPS": "true"}).install_model_deps is True
+    properties = tmp_path / "config.properties"
+    properties.write_text("install_py_dep_per_model=true\n")
+    assert parse(["--config", str(properties)]).install_model_deps is True
+    off = {"MARSERVE_INSTALL_MODEL_DEPS": "false"}
+    assert parse(["--config", str(properties)], off).install_model_deps is False
+    with pytest.raises(config.ConfigError, match="MARSERVE_INSTALL_MODEL_DEPS='maybe'"):
+        parse([], {"MARSERVE_INSTALL_MODEL_DEPS": "maybe"})
+
+
+def test_the_package_index_and_cache_come_from_the_environment() -> None:
+    built = parse(
+        [],
+        {
+            "MARSERVE_MODEL_PACKAGES_CACHE": "/var/cache/models",
+            "MARSERVE_PACKAGE_INDEX_URL": "https://pypi.corp/simple",
+            "MARSERVE_PACKAGE_INDEX_USERNAME": "ci",
+        },
+    )
+    assert built.model_packages_cache == Path("/var/cache/models")
+    assert built.package_index.index_url == "https://pypi.corp/simple"
+    assert built.package_index.username == "ci"

@@ -37,6 +37,9 @@ LIVENESS_PATH: Final = "/v2/health/live"
 # Where the init container unpacks the archive and the server serves it from (the worker image's
 # default model store too).
 MODEL_DIR: Final = "/mnt/models"
+# The folder of a model directory holding the packages of the archive's requirementsFile (or a
+# link to them): a worker puts it on sys.path when it is there, whoever installed them.
+MODEL_PACKAGES_DIR: Final = ".marserve-packages"
 
 # --- Environment variables -------------------------------------------------------------------
 
@@ -67,6 +70,8 @@ class WorkerEnv:
     response_timeout_seconds: str = "MARSERVE_RESPONSE_TIMEOUT_SECONDS"
     job_queue_size: str = "MARSERVE_JOB_QUEUE_SIZE"
     worker_memory_limit_mb: str = "MARSERVE_WORKER_MEMORY_LIMIT_MB"
+    install_model_deps: str = "MARSERVE_INSTALL_MODEL_DEPS"
+    model_packages_cache: str = "MARSERVE_MODEL_PACKAGES_CACHE"
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,17 @@ class ExtractEnv:
     termination_log: str = "MARSERVE_TERMINATION_LOG"
     # An HTTP Authorization header value for archive downloads, from spec.archive.secretName.
     archive_authorization: str = "MARSERVE_ARCHIVE_AUTHORIZATION"
+
+
+@dataclass(frozen=True)
+class PackageIndexEnv:
+    """The variables that point the install of a model's requirements at a package index; the
+    operator sets them from spec.dependencies, the credentials from a Secret."""
+
+    package_index_url: str = "MARSERVE_PACKAGE_INDEX_URL"
+    package_extra_index_url: str = "MARSERVE_PACKAGE_EXTRA_INDEX_URL"
+    package_index_username: str = "MARSERVE_PACKAGE_INDEX_USERNAME"
+    package_index_password: str = "MARSERVE_PACKAGE_INDEX_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,7 @@ class OperatorEnv:
 
 WORKER_ENV: Final = WorkerEnv()
 EXTRACT_ENV: Final = ExtractEnv()
+PACKAGE_INDEX_ENV: Final = PackageIndexEnv()
 OPERATOR_ENV: Final = OperatorEnv()
 # The server's variables the operator sets from spec fields; the CRD refuses them in spec.env.
 OPERATOR_MANAGED_WORKER_ENV: Final = (

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from marserve.contract import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT
+from marserve.model_packages import PackageIndex
 
 
 class ConfigError(ValueError):
@@ -66,6 +67,9 @@ class ServerConfig:
     max_response_size: int = 6_553_500
     worker_grace_s: float = 5.0
     worker_idle_s: float = 60.0
+    install_model_deps: bool = False  # off, as TorchServe's install_py_dep_per_model
+    model_packages_cache: Path | None = None  # None: the user's cache folder
+    package_index: PackageIndex = field(default_factory=PackageIndex)
     model_overrides: ModelLayer = field(default_factory=ModelLayer)
     model_defaults: ModelLayer = field(default_factory=ModelLayer)
 

@@ -6,6 +6,7 @@ files, which are unpacked here into a temporary folder that lives as long as the
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,9 +15,13 @@ from typing import Any
 
 import yaml
 
+from marserve import model_packages
+from marserve.contract import WORKER_ENV
 from marserve.manifest import ManifestError, read_manifest
 from marserve.server.config import ConfigError, ModelSettings, ServerConfig
 from marserve.server.model_signature import ModelSignature, read_signature
+
+log = logging.getLogger("marserve")
 
 ARCHIVE_SUFFIXES = (".mar", ".tar.gz", ".tgz", ".zip")
 
@@ -112,15 +117,45 @@ def _load(name: str | None, path: Path, *, config: ServerConfig, scratch: Path) 
         raise ConfigError(str(error)) from error
     model = manifest["model"]
     yaml_config = _read_yaml(model_dir, model.get("configFile"))
+    model_name = name or str(model["modelName"])
     return ModelSource(
-        name=name or str(model["modelName"]),
+        name=model_name,
         version=str(model.get("modelVersion") or "1.0"),
         model_dir=model_dir,
         manifest=manifest,
         yaml_config=yaml_config,
         settings=config.model_settings(yaml_config),
         signature=read_signature(yaml_config),
+        failure=_install_packages(model_name, model_dir, manifest=manifest, config=config),
     )
+
+
+def _install_packages(
+    name: str, model_dir: Path, *, manifest: Mapping[str, Any], config: ServerConfig
+) -> str | None:
+    """Installs the archive's requirements before any worker starts (this runs off the event
+    loop); a failed install fails this model only, with pip's words as the reason."""
+    requirements = model_packages.requirements_file(model_dir, manifest)
+    if requirements is None:
+        return None
+    if not config.install_model_deps:
+        if model_packages.installed_packages(model_dir) is None:
+            log.warning(
+                "model %s: requirements file %s is ignored; pass --install-model-deps (or set "
+                "%s=true, or install_py_dep_per_model=true in config.properties) to install it",
+                name, requirements.name, WORKER_ENV.install_model_deps,
+            )  # fmt: skip
+        return None
+    try:
+        model_packages.install_requirements(
+            model_dir,
+            requirements=requirements,
+            cache=config.model_packages_cache or model_packages.default_cache(),
+            index=config.package_index,
+        )
+    except model_packages.DependencyInstallError as error:
+        return f"requirements file {requirements.name} could not be installed: {error}"
+    return None
 
 
 def _extract(archive: Path, scratch: Path) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from marserve.contract import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, WORKER_ENV
+from marserve.model_packages import PackageIndex
 from marserve.server.config import ConfigError, ModelLayer, ServerConfig
 
 
@@ -27,10 +28,18 @@ class Option:
     parse: Callable[[str], Any]
     help: str
     properties_key: str | None = None
+    switch: bool = False  # a flag without a value; its variable and key take true or false
 
 
 def _models(text: str) -> tuple[str, ...]:
     return tuple(part for part in text.replace(",", " ").split() if part)
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError("must be true or false")
+    return lowered in ("true", "1", "yes")
 
 
 def _log_format(text: str) -> str:
@@ -123,6 +132,22 @@ OPTIONS: tuple[Option, ...] = (
         "largest response body in bytes (default 6553500)",
         "max_response_size",
     ),
+    Option(
+        "install_model_deps",
+        "--install-model-deps",
+        WORKER_ENV.install_model_deps,
+        _boolean,
+        "pip-install each archive's requirementsFile into a folder of that model's own",
+        "install_py_dep_per_model",
+        switch=True,
+    ),
+    Option(
+        "model_packages_cache",
+        "--model-packages-cache",
+        WORKER_ENV.model_packages_cache,
+        Path,
+        "where installed model packages are kept for reuse (default ~/.cache/marserve)",
+    ),
 )
 
 MODEL_OPTIONS: tuple[Option, ...] = (
@@ -184,6 +209,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"a TorchServe config.properties file (subset; env {WORKER_ENV.config_file})",
     )
     for option in OPTIONS + MODEL_OPTIONS:
+        if option.switch:
+            parser.add_argument(
+                option.flag,
+                dest=option.dest,
+                action="store_const",
+                const="true",
+                help=f"{option.help} (env {option.env}=true)",
+            )
+            continue
         parser.add_argument(
             option.flag,
             dest=option.dest,
@@ -265,6 +299,7 @@ def build_config(
     )
     return ServerConfig(
         models=tuple(models),
+        package_index=PackageIndex.from_environ(env),
         model_overrides=ModelLayer(
             **{o.dest: resolve(o, overrides=True, defaults=False) for o in MODEL_OPTIONS}
         ),

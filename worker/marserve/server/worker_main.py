@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from marserve import responses
+from marserve import model_packages, responses
 from marserve.server.ipc import BlockingChannel, Unreadable
 from marserve.server.logs import configure_logging
 from marserve.server.messages import (
@@ -127,6 +127,7 @@ def run_child(sock: socket.socket, spec: WorkerSpec) -> None:
     gc.freeze()
     gc.enable()
     os.chdir(spec.model_dir)
+    model_packages.add_to_sys_path(Path(spec.model_dir))  # before the handler is imported
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(spec.log_format)
     if spec.intra_op_threads:
