@@ -25,6 +25,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("marserve.server.command", "serve models over HTTP"),
     "archive": ("marserve.archive.archive_command", "write a model archive (.mar)"),
     "extract": ("marserve.archive.extract_command", "safely unpack a model archive"),
+    "install-deps": (
+        "marserve.install_deps_command",
+        "pip-install an extracted model's requirementsFile for its workers",
+    ),
 }
 
 

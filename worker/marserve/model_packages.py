@@ -105,7 +105,8 @@ def install_requirements(
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> Path:
     """Makes the requirements' packages available to the model's workers, running pip only
-    when the cache has no entry for this file yet; returns the entry."""
+    when the cache has no entry for this file yet; returns the entry. The error's message is
+    the one the server and the init container both report."""
     try:
         digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
         entry = cache.resolve() / sys.implementation.cache_tag / sysconfig.get_platform() / digest
@@ -114,8 +115,10 @@ def install_requirements(
         else:
             _pip_install(requirements, entry=entry, cwd=model_dir, index=index, timeout_s=timeout_s)
         _link(model_dir / MODEL_PACKAGES_DIR, entry)
-    except OSError as error:
-        raise DependencyInstallError(f"{requirements}: {error}") from error
+    except (OSError, DependencyInstallError) as error:
+        raise DependencyInstallError(
+            f"requirements file {requirements.name} could not be installed: {error}"
+        ) from error
     return entry
 
 

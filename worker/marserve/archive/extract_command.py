@@ -10,16 +10,15 @@ holds the manifest's model name and version as JSON, which the operator shows as
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 from pathlib import Path
 
 from marserve.archive.errors import ArchiveError
 from marserve.archive.extract import extract_archive
 from marserve.archive.limits import DownloadOptions, ExtractLimits, format_size, parse_size
-from marserve.contract import EXTRACT_ENV, TERMINATION_LOG_PATH, ExtractedArchive
+from marserve.contract import ExtractedArchive
 from marserve.manifest import read_manifest
+from marserve.termination_log import write_termination_log
 
 EXIT_FAILURE = 2
 
@@ -122,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     record = ExtractedArchive(
         model_name=model["modelName"], model_version=None if version is None else str(version)
     )
-    _write_termination_log(record.to_json())
+    write_termination_log(record.to_json())
     if not args.quiet:
         _print_progress(f"extracted {args.archive} into {model_dir}")
     return 0
@@ -135,11 +134,4 @@ def _print_progress(line: str) -> None:
 def _fail(message: str) -> None:
     line = f"marserve extract: {message}"
     print(line, file=sys.stderr, flush=True)
-    _write_termination_log(line)
-
-
-def _write_termination_log(text: str) -> None:
-    log = Path(os.environ.get(EXTRACT_ENV.termination_log) or TERMINATION_LOG_PATH)
-    if log.exists():
-        with contextlib.suppress(OSError):
-            log.write_text(text + "\n")
+    write_termination_log(line)

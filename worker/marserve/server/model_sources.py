@@ -154,7 +154,7 @@ def _install_packages(
             index=config.package_index,
         )
     except model_packages.DependencyInstallError as error:
-        return f"requirements file {requirements.name} could not be installed: {error}"
+        return str(error)
     return None
 
 
