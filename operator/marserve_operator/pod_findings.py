@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from marserve.contract import ExtractedArchive
+from marserve_operator.resources.workload import INSTALL_DEPS_CONTAINER
 
 IMAGE_PULL_REASONS: Final = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -29,8 +30,9 @@ class Problem:
 class PodFindings:
     """What the pods say, summed over all of them."""
 
-    archive_failure: Problem | None = None
+    archive_failure: Problem | None = None  # the extractor's, or the dependency install's
     extracting: bool = False
+    installing_dependencies: bool = False
     archive_extracted: bool = False
     loading: bool = False
     image_pull: Problem | None = None
@@ -74,13 +76,14 @@ def _init_containers(status: Mapping[str, Any], found: dict[str, Any]) -> None:
         state = init.get("state") or {}
         failed = _failed_termination(init)
         pull = _waiting_image_pull(state)
+        installs = init.get("name") == INSTALL_DEPS_CONTAINER
         if failed is not None:
-            message = _terminated_message(failed)
-            found.setdefault("archive_failure", Problem("ArchiveFailed", message))
+            reason = "DependencyInstallFailed" if installs else "ArchiveFailed"
+            found.setdefault("archive_failure", Problem(reason, _terminated_message(failed)))
         elif pull is not None:
             found.setdefault("image_pull", pull)
         elif "running" in state:
-            found["extracting"] = True
+            found["installing_dependencies" if installs else "extracting"] = True
         elif state.get("terminated"):
             record = ExtractedArchive.from_json(str(state["terminated"].get("message") or ""))
             version = record.model_version if record is not None else None

@@ -27,6 +27,7 @@ __all__ = [
     "Archive",
     "Autoscaling",
     "Batching",
+    "Dependencies",
     "Engine",
     "Metric",
     "ModelSpec",
@@ -56,6 +57,7 @@ _QUANTITY = re.compile(
 )
 _PVC_URI = re.compile(r"pvc://([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)/([^/].*)")
 _S3_URI = re.compile(r"s3://[^/]+/.+")
+_INDEX_URL = re.compile(r"https?://\S+")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,18 @@ class Archive:
 class Batching:
     max_batch_size: int = 1
     max_batch_delay_ms: int = 100
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """The install of the archive's requirementsFile; `secret_name` names a basic-auth Secret
+    whose credentials go only to the indexes named here."""
+
+    install: bool = False
+    index_url: str | None = None
+    extra_index_url: str | None = None
+    secret_name: str | None = None
+    timeout_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -135,6 +149,7 @@ class ModelSpec:
     service_account_name: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
     auth: TokenSecretRef | None = None
+    dependencies: Dependencies = Dependencies()
 
 
 def _archive(fields: SpecFields) -> Archive:
@@ -185,6 +200,22 @@ def _autoscaling(fields: SpecFields, batching: Batching, workers: int) -> Autosc
             "scaleDownStabilizationSeconds", 300, low=0, high=3600
         ),
     )
+
+
+def _dependencies(fields: SpecFields) -> Dependencies:
+    dependencies = Dependencies(
+        install=fields.boolean("install", False),
+        index_url=fields.text("indexUrl", pattern=_INDEX_URL),
+        extra_index_url=fields.text("extraIndexUrl", pattern=_INDEX_URL),
+        secret_name=fields.text("secretName"),
+        timeout_seconds=fields.integer("timeoutSeconds", 600, low=10, high=3600),
+    )
+    if dependencies.secret_name and not (dependencies.index_url or dependencies.extra_index_url):
+        raise SpecError(
+            f"{fields.where('secretName')} needs {fields.where('indexUrl')} or "
+            f"{fields.where('extraIndexUrl')}, the only indexes its credentials are sent to"
+        )
+    return dependencies
 
 
 def _accelerator(fields: SpecFields) -> Accelerator:
@@ -294,4 +325,5 @@ def parse_spec(
             for i, s in enumerate(pull_secrets)
         ),
         auth=_auth(fields),
+        dependencies=_dependencies(fields.obj("dependencies")),
     )

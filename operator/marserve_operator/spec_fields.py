@@ -43,6 +43,14 @@ class SpecFields:
             raise SpecError(f"{self.where(key)} must be between {low} and {high}, not {value}")
         return value
 
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise SpecError(f"{self.where(key)} must be true or false, not {value!r}")
+        return value
+
     def number(self, key: str, *, low: float, high: float) -> float | None:
         value = self.data.get(key)
         if value is None:

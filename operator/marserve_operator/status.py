@@ -33,6 +33,7 @@ class Transition:
 WARNING_REASONS: Final = frozenset(
     {
         "ArchiveFailed",
+        "DependencyInstallFailed",
         "ImagePullError",
         "Unschedulable",
         "WorkerCrashLooping",
@@ -110,9 +111,13 @@ def _rollout(model: ModelSpec, deployment: Mapping[str, Any] | None) -> _Rollout
 
 def _archive_condition(found: PodFindings, rollout: _Rollout, make: _Conditions) -> JsonObject:
     if found.archive_failure:
-        return make.make("ArchiveReady", "False", "ArchiveFailed", found.archive_failure.message)
+        failure = found.archive_failure
+        return make.make("ArchiveReady", "False", failure.reason, failure.message)
     if found.archive_extracted or rollout.ready:
         return make.make("ArchiveReady", "True", "ArchiveExtracted", "the archive is unpacked")
+    if found.installing_dependencies:
+        message = "installing the archive's requirementsFile"
+        return make.make("ArchiveReady", "Unknown", "InstallingDependencies", message)
     if found.extracting:
         return make.make("ArchiveReady", "Unknown", "Extracting", "extracting the archive")
     return make.make("ArchiveReady", "Unknown", "Pending", "no pod has the archive yet")
@@ -167,7 +172,7 @@ def _phase(found: PodFindings, rollout: _Rollout) -> str:
         return "Failed"
     if found.loading:
         return "Loading"
-    return "Extracting" if found.extracting else "Pending"
+    return "Extracting" if found.extracting or found.installing_dependencies else "Pending"
 
 
 def build_status(

@@ -153,6 +153,7 @@ def test_minimal_manifest_gets_the_same_defaults_from_crd_and_parse_spec() -> No
     assert defaulted["spec"]["autoscaling"]["engine"] == "hpa"
     assert defaulted["spec"]["accelerator"] == {"type": "nvidia", "count": 1}
     assert defaulted["spec"]["auth"]["tokenSecretRef"]["key"] == "token"
+    assert defaulted["spec"]["dependencies"] == {"install": False, "timeoutSeconds": 600}
     from_crd = parse_spec(name="m", namespace="ns", spec=defaulted["spec"])
     from_parser = parse_spec(name="m", namespace="ns", spec=minimal["spec"])
     assert from_crd == from_parser
@@ -231,6 +232,9 @@ def test_each_bound_is_enforced_by_schema_and_parse_spec(
         (("resources", "limits", "memory"), "8 GiB"),
         (("replicas",), "2"),
         (("env",), [{"value": "no name"}]),
+        (("dependencies", "indexUrl"), "pypi.example.com/simple"),
+        (("dependencies", "extraIndexUrl"), "https://a.example.com https://b.example.com"),
+        (("dependencies", "install"), "yes"),
     ],
 )
 def test_schema_rejects_malformed_values(path: tuple[str, ...], value: Any) -> None:
@@ -284,6 +288,16 @@ CEL_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "autoscaling.target is required for metric requestsPerSecond": (
         {"autoscaling": {"metric": "requestsPerSecond", "target": None}},
         {"autoscaling": {"metric": "requestsPerSecond", "target": 50}},
+    ),
+    "dependencies.secretName needs dependencies.indexUrl or dependencies.extraIndexUrl": (
+        {"dependencies": {"install": True, "secretName": "index-login"}},
+        {
+            "dependencies": {
+                "install": True,
+                "secretName": "index-login",
+                "extraIndexUrl": "https://pypi.example.com/simple",
+            }
+        },
     ),
     "accelerator.count must be at least 1 when accelerator.type is not none": (
         {"accelerator": {"type": "amd", "count": 0}},

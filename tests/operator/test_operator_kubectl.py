@@ -149,6 +149,81 @@ def test_failed_init_container_shows_the_extractors_message(
     assert warnings[0]["type"] == "Warning" and message in warnings[0]["message"]
 
 
+def test_a_failed_dependency_install_shows_pips_message(
+    cluster: RunningEmulator, kubectl: Kubectl
+) -> None:
+    dependencies = {
+        "install": True,
+        "indexUrl": "https://pypi.example.com/simple",
+        "secretName": "index-login",
+    }
+    kubectl.ok(
+        "apply", "--validate=false", "-f", "-",
+        stdin=manifest("needsdeps", dependencies=dependencies),
+    )  # fmt: skip
+    deployment = wait_for(lambda: cluster.get(f"{DEPLOYMENTS}/needsdeps"), what="Deployment")
+    kubernetes_validate.validate(deployment, "1.30.0", strict=True)
+    template = deployment["spec"]["template"]["spec"]
+    extract, install = template["initContainers"]
+    assert (extract["name"], install["name"]) == ("extract", "install-deps")
+    assert install["command"][:3] == ["marserve", "install-deps", "/mnt/models"]
+    secret_refs = [e["valueFrom"]["secretKeyRef"] for e in install["env"] if "valueFrom" in e]
+    assert secret_refs == [
+        {"name": "index-login", "key": "username"},
+        {"name": "index-login", "key": "password"},
+    ]
+    message = (
+        "marserve install-deps: requirements file requirements.txt could not be installed: pip "
+        "could not install it: ERROR: No matching distribution found for timm==99.0"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "needsdeps-7f9c-abcde",
+            "namespace": NAMESPACE,
+            "labels": deployment["spec"]["template"]["metadata"]["labels"],
+        },
+        "spec": template,
+        "status": {
+            "phase": "Pending",
+            "initContainerStatuses": [
+                {
+                    "name": "extract",
+                    "ready": True,
+                    "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "message": "{}"}},
+                },
+                {
+                    "name": "install-deps",
+                    "ready": False,
+                    "restartCount": 1,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 2, "message": message}},
+                },
+            ],
+        },
+    }
+    cluster.request("POST", PODS, pod)
+    wait_for(
+        lambda: (
+            condition(cluster.get(model_path("needsdeps")), "ArchiveReady").get("status") == "False"
+        ),
+        what="ArchiveReady=False",
+    )
+    model = cluster.get(model_path("needsdeps"))
+    archive = condition(model, "ArchiveReady")
+    assert (archive["reason"], archive["message"]) == ("DependencyInstallFailed", message)
+    assert model is not None and model["status"]["phase"] == "Failed"
+    warnings = wait_for(
+        lambda: [
+            e for e in _events_for(cluster, "needsdeps") if e["reason"] == "DependencyInstallFailed"
+        ],
+        what="a DependencyInstallFailed event",
+    )
+    assert warnings[0]["type"] == "Warning" and "timm==99.0" in warnings[0]["message"]
+
+
 def test_spec_change_rolls_the_pods(cluster: RunningEmulator, kubectl: Kubectl) -> None:
     kubectl.ok("apply", "--validate=false", "-f", "-", stdin=manifest("rolling"))
     before = _spec_hash(wait_for(lambda: cluster.get(f"{DEPLOYMENTS}/rolling"), what="Deployment"))

@@ -150,6 +150,56 @@ def test_pvc_archive_is_mounted_read_only_and_extracted_from_the_mount() -> None
     assert "archive" not in worker_mounts
 
 
+def test_dependencies_are_installed_by_a_second_init_container_with_the_index_secret() -> None:
+    deployment = resources.deployment(variant("full"), SETTINGS)
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["extract", "install-deps"]
+    install = container(deployment, "install-deps")
+    assert install["command"] == [
+        "marserve", "install-deps", "/mnt/models", "--cache", "/mnt/model-packages",
+        "--timeout", "900",
+    ]  # fmt: skip
+    assert install["image"] == container(deployment, "worker")["image"]
+    assert install["securityContext"] == container(deployment, "extract")["securityContext"]
+    assert install["env"] == [
+        {"name": "MARSERVE_PACKAGE_INDEX_URL", "value": "https://pypi.example.com/simple"},
+        {
+            "name": "MARSERVE_PACKAGE_EXTRA_INDEX_URL",
+            "value": "https://download.pytorch.org/whl/cpu",
+        },
+        {
+            "name": "MARSERVE_PACKAGE_INDEX_USERNAME",
+            "valueFrom": {"secretKeyRef": {"name": "index-login", "key": "username"}},
+        },
+        {
+            "name": "MARSERVE_PACKAGE_INDEX_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "index-login", "key": "password"}},
+        },
+    ]
+    mounts = {m["mountPath"]: m for m in install["volumeMounts"]}
+    assert set(mounts) == {"/mnt/models", "/mnt/model-packages", "/tmp"}
+    assert not any(m.get("readOnly") for m in mounts.values())
+    worker = {m["mountPath"]: m for m in container(deployment, "worker")["volumeMounts"]}
+    assert worker["/mnt/model-packages"]["readOnly"] is True  # the model's link resolves here
+    assert volume(deployment, "model-packages") == {"name": "model-packages", "emptyDir": {}}
+    assert "MARSERVE_PACKAGE_INDEX_PASSWORD" not in env_of(deployment)  # the worker needs none
+    # The install's time is added to the rollout's patience.
+    plain = resources.deployment(model(), SETTINGS)
+    assert (
+        deployment["spec"]["progressDeadlineSeconds"]
+        == plain["spec"]["progressDeadlineSeconds"] + 900
+    )
+
+
+def test_no_dependency_install_unless_asked() -> None:
+    for spec in (model(), model(dependencies={"indexUrl": "https://pypi.example.com/simple"})):
+        pod = resources.deployment(spec, SETTINGS)["spec"]["template"]["spec"]
+        assert [c["name"] for c in pod["initContainers"]] == ["extract"]
+        assert "model-packages" not in {v["name"] for v in pod["volumes"]}
+    public = resources.deployment(model(dependencies={"install": True}), SETTINGS)
+    assert "env" not in container(public, "install-deps")  # pip's own defaults: PyPI
+
+
 def test_model_volume_size_limit_comes_from_settings() -> None:
     settings = dataclasses.replace(SETTINGS, model_volume_size_limit="20Gi")
     deployment = resources.deployment(model(), settings)

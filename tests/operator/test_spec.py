@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from marserve_operator.spec import (
     Archive,
     Autoscaling,
     Batching,
+    Dependencies,
     ModelSpec,
     SpecError,
     TokenSecretRef,
@@ -62,6 +64,7 @@ def test_minimal_spec_gets_defaults() -> None:
     assert model.image is None and model.image_pull_policy == "IfNotPresent"
     assert model.auth is None and model.handler is None and model.archive.sha256 is None
     assert (model.tolerations, model.env, model.image_pull_secrets) == ((), (), ())
+    assert model.dependencies == Dependencies(install=False, timeout_seconds=600)
 
 
 def test_full_spec_keeps_pass_through_fields() -> None:
@@ -73,6 +76,27 @@ def test_full_spec_keeps_pass_through_fields() -> None:
     assert model.service_account_name == "models"
     assert model.image_pull_secrets == ("registry",)
     assert model.image_pull_policy == "Always"
+    assert model.dependencies == Dependencies(
+        install=True,
+        index_url="https://pypi.example.com/simple",
+        extra_index_url="https://download.pytorch.org/whl/cpu",
+        secret_name="index-login",
+        timeout_seconds=900,
+    )
+
+
+@pytest.mark.parametrize(
+    ("dependencies", "needle"),
+    [
+        ({"install": "yes"}, "dependencies.install must be true or false"),
+        ({"indexUrl": "pypi.example.com"}, "dependencies.indexUrl 'pypi.example.com' must match"),
+        ({"timeoutSeconds": 5}, "dependencies.timeoutSeconds must be between 10 and 3600"),
+        ({"secretName": "login"}, "dependencies.secretName needs dependencies.indexUrl"),
+    ],
+)
+def test_bad_dependencies_name_the_field(dependencies: dict[str, Any], needle: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(needle)):
+        parse({**minimal_spec(), "dependencies": dependencies})
 
 
 def test_model_spec_is_frozen_and_detached_from_its_input() -> None:

@@ -144,6 +144,39 @@ def test_failed_extractor_reports_its_termination_message() -> None:
     assert _condition(result, "Available")["reason"] == "ArchiveFailed"
 
 
+def _installing_pod(install_state: dict[str, Any]) -> dict[str, Any]:
+    """A pod whose extractor finished and whose dependency install is in `install_state`."""
+    pod = _pod(init={"state": {"terminated": {"exitCode": 0, "message": ""}}})
+    pod["status"]["initContainerStatuses"].append({"name": "install-deps", "state": install_state})
+    return pod
+
+
+def test_failed_dependency_install_reports_pips_message_with_its_own_reason() -> None:
+    message = (
+        "marserve install-deps: requirements file requirements.txt could not be installed: pip "
+        "could not install it: ERROR: No matching distribution found for timm==99"
+    )
+    pod = _installing_pod({"terminated": {"exitCode": 2, "message": message}})
+    result = _build(deployment=_deployment(ready=0), pods=[pod])
+    archive = _condition(result, "ArchiveReady")
+    assert (archive["status"], archive["reason"], archive["message"]) == (
+        "False",
+        "DependencyInstallFailed",
+        message,
+    )
+    assert result["phase"] == "Failed"
+    assert _condition(result, "Available")["reason"] == "DependencyInstallFailed"
+    events = [e for e in status.transitions({}, result) if e.reason == "DependencyInstallFailed"]
+    assert [e.type for e in events] == ["Warning", "Warning"]  # ArchiveReady and Available
+
+
+def test_a_running_dependency_install_is_still_preparing_the_archive() -> None:
+    result = _build(pods=[_installing_pod({"running": {}})])
+    archive = _condition(result, "ArchiveReady")
+    assert (archive["status"], archive["reason"]) == ("Unknown", "InstallingDependencies")
+    assert result["phase"] == "Extracting"
+
+
 def test_extractor_without_a_message_reports_its_exit() -> None:
     pod = _pod(init={"state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}})
     archive = _condition(_build(pods=[pod]), "ArchiveReady")

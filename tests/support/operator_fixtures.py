@@ -55,6 +55,13 @@ FULL_SPEC: dict[str, Any] = {
     "serviceAccountName": "models",
     "imagePullSecrets": [{"name": "registry"}],
     "auth": {"tokenSecretRef": {"name": "resnet-token", "key": "token"}},
+    "dependencies": {
+        "install": True,
+        "indexUrl": "https://pypi.example.com/simple",
+        "extraIndexUrl": "https://download.pytorch.org/whl/cpu",
+        "secretName": "index-login",
+        "timeoutSeconds": 900,
+    },
 }
 
 SETTINGS = OperatorSettings()

@@ -16,6 +16,7 @@ from marserve.contract import (
     MANAGEMENT_PORT,
     METRICS_PORT,
     MODEL_DIR,
+    PACKAGE_INDEX_ENV,
     READINESS_PATH,
     WORKER_ENV,
 )
@@ -28,9 +29,14 @@ from marserve_operator.resources.metadata import (
     selector,
 )
 from marserve_operator.settings import OperatorSettings
-from marserve_operator.spec import ModelSpec
+from marserve_operator.spec import Dependencies, ModelSpec
 
 ARCHIVE_DIR: Final = "/mnt/archive"
+# The cache `marserve install-deps` fills; the model directory links into it, so the worker mounts
+# it at the same path. Apart from the model volume, a rerun of the init containers after
+# `extract --force` finds it filled and does not run pip again.
+PACKAGES_DIR: Final = "/mnt/model-packages"
+INSTALL_DEPS_CONTAINER: Final = "install-deps"
 TOKEN_DIR: Final = "/var/run/secrets/marserve/auth"
 _PROBE_PERIOD_SECONDS: Final = 10
 
@@ -63,6 +69,8 @@ def _volumes(model: ModelSpec, settings: OperatorSettings) -> list[dict[str, Any
         {"name": "models", "emptyDir": empty_models},
         {"name": "tmp", "emptyDir": {}},
     ]
+    if model.dependencies.install:
+        volumes.append({"name": "model-packages", "emptyDir": {}})
     if model.archive.pvc_claim is not None:
         volumes.append(
             {
@@ -148,6 +156,53 @@ def _extract_container(model: ModelSpec, image: str) -> dict[str, Any]:
     return container
 
 
+def _install_deps_container(model: ModelSpec, image: str) -> dict[str, Any]:
+    """Runs after the extractor, into the same model volume, with the index from the spec."""
+    dependencies = model.dependencies
+    timeout = str(dependencies.timeout_seconds)
+    command = ["marserve", "install-deps", MODEL_DIR, "--cache", PACKAGES_DIR, "--timeout", timeout]
+    container = _container(
+        INSTALL_DEPS_CONTAINER,
+        model=model,
+        image=image,
+        command=command,
+        mounts=[
+            {"name": "models", "mountPath": MODEL_DIR},
+            {"name": "model-packages", "mountPath": PACKAGES_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        resources=_cpu_and_memory(model),
+    )
+    env = _package_index_env(dependencies)
+    if env:
+        container["env"] = env
+    return container
+
+
+def _package_index_env(dependencies: Dependencies) -> list[dict[str, Any]]:
+    """The index URLs as values, the credentials as references to the Secret's keys."""
+    env: list[dict[str, Any]] = [
+        {"name": name, "value": value}
+        for name, value in (
+            (PACKAGE_INDEX_ENV.package_index_url, dependencies.index_url),
+            (PACKAGE_INDEX_ENV.package_extra_index_url, dependencies.extra_index_url),
+        )
+        if value
+    ]
+    if dependencies.secret_name:
+        env += [
+            {
+                "name": name,
+                "valueFrom": {"secretKeyRef": {"name": dependencies.secret_name, "key": key}},
+            }
+            for name, key in (
+                (PACKAGE_INDEX_ENV.package_index_username, "username"),
+                (PACKAGE_INDEX_ENV.package_index_password, "password"),
+            )
+        ]
+    return env
+
+
 def _worker_env(model: ModelSpec) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": WORKER_ENV.models, "value": f"{model.model_name}={MODEL_DIR}"},
@@ -187,6 +242,8 @@ def _worker_container(model: ModelSpec, image: str, settings: OperatorSettings) 
     ]
     if model.auth is not None:
         mounts.append({"name": "auth-token", "mountPath": TOKEN_DIR, "readOnly": True})
+    if model.dependencies.install:
+        mounts.append({"name": "model-packages", "mountPath": PACKAGES_DIR, "readOnly": True})
     container = _container(
         "worker",
         model=model,
@@ -233,7 +290,8 @@ def pod_template(model: ModelSpec, settings: OperatorSettings) -> dict[str, Any]
             + model.response_timeout_seconds
             + settings.termination_grace_seconds
         ),
-        "initContainers": [_extract_container(model, image)],
+        "initContainers": [_extract_container(model, image)]
+        + ([_install_deps_container(model, image)] if model.dependencies.install else []),
         "containers": [_worker_container(model, image, settings)],
         "volumes": _volumes(model, settings),
     }
@@ -268,7 +326,9 @@ def deployment(model: ModelSpec, settings: OperatorSettings) -> dict[str, Any]:
         "selector": {"matchLabels": selector(model)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling},
         "revisionHistoryLimit": 3,
-        "progressDeadlineSeconds": settings.startup_budget_seconds + 600,
+        "progressDeadlineSeconds": settings.startup_budget_seconds
+        + 600
+        + (model.dependencies.timeout_seconds if model.dependencies.install else 0),
         "template": pod_template(model, settings),
     }
     if model.autoscaling is None:
