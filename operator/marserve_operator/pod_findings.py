@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from marserve.contract import ExtractedArchive
-from marserve_operator.resources.workload import INSTALL_DEPS_CONTAINER
+from marserve_operator.resources.dependencies import INSTALL_DEPS_CONTAINER
 
 IMAGE_PULL_REASONS: Final = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}

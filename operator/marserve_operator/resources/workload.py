@@ -16,11 +16,15 @@ from marserve.contract import (
     MANAGEMENT_PORT,
     METRICS_PORT,
     MODEL_DIR,
-    PACKAGE_INDEX_ENV,
     READINESS_PATH,
     WORKER_ENV,
 )
 from marserve_operator.resources import accelerators
+from marserve_operator.resources.dependencies import (
+    INSTALL_DEPS_CONTAINER,
+    PACKAGES_DIR,
+    package_index_env,
+)
 from marserve_operator.resources.metadata import (
     SPEC_HASH_ANNOTATION,
     labels,
@@ -29,14 +33,9 @@ from marserve_operator.resources.metadata import (
     selector,
 )
 from marserve_operator.settings import OperatorSettings
-from marserve_operator.spec import Dependencies, ModelSpec
+from marserve_operator.spec import ModelSpec
 
 ARCHIVE_DIR: Final = "/mnt/archive"
-# The cache `marserve install-deps` fills; the model directory links into it, so the worker mounts
-# it at the same path. Apart from the model volume, a rerun of the init containers after
-# `extract --force` finds it filled and does not run pip again.
-PACKAGES_DIR: Final = "/mnt/model-packages"
-INSTALL_DEPS_CONTAINER: Final = "install-deps"
 TOKEN_DIR: Final = "/var/run/secrets/marserve/auth"
 _PROBE_PERIOD_SECONDS: Final = 10
 
@@ -173,34 +172,10 @@ def _install_deps_container(model: ModelSpec, image: str) -> dict[str, Any]:
         ],
         resources=_cpu_and_memory(model),
     )
-    env = _package_index_env(dependencies)
+    env = package_index_env(dependencies)
     if env:
         container["env"] = env
     return container
-
-
-def _package_index_env(dependencies: Dependencies) -> list[dict[str, Any]]:
-    """The index URLs as values, the credentials as references to the Secret's keys."""
-    env: list[dict[str, Any]] = [
-        {"name": name, "value": value}
-        for name, value in (
-            (PACKAGE_INDEX_ENV.package_index_url, dependencies.index_url),
-            (PACKAGE_INDEX_ENV.package_extra_index_url, dependencies.extra_index_url),
-        )
-        if value
-    ]
-    if dependencies.secret_name:
-        env += [
-            {
-                "name": name,
-                "valueFrom": {"secretKeyRef": {"name": dependencies.secret_name, "key": key}},
-            }
-            for name, key in (
-                (PACKAGE_INDEX_ENV.package_index_username, "username"),
-                (PACKAGE_INDEX_ENV.package_index_password, "password"),
-            )
-        ]
-    return env
 
 
 def _worker_env(model: ModelSpec) -> list[dict[str, Any]]:

@@ -146,7 +146,7 @@ OPTIONS: tuple[Option, ...] = (
         "--model-packages-cache",
         WORKER_ENV.model_packages_cache,
         Path,
-        "where installed model packages are kept for reuse (default ~/.cache/marserve)",
+        "where model packages are kept for reuse (default ~/.cache/marserve/model-packages)",
     ),
 )
 
