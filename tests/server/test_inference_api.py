@@ -64,6 +64,16 @@ async def test_multipart_fields_become_named_inputs(main_server: Any, http: Any)
         assert await response.json() == direct([ROW])
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_uploads_predict_as_a_post_does(main_server: Any, http: Any, method: str) -> None:
+    """TorchServe's docs send inputs with `curl -T FILE`, a PUT; it predicts on any method."""
+    for path in ("/predictions/mlp", "/predictions/mlp/1.0", "/explanations/mlp"):
+        url = f"{main_server.inference}{path}"
+        async with http.request(method, url, json=[ROW]) as response:
+            assert response.status == 200
+            assert await response.json() == direct([ROW])
+
+
 async def test_explanations_route(main_server: Any, http: Any) -> None:
     async with http.post(f"{main_server.inference}/explanations/mlp", json=[ROW]) as response:
         assert response.status == 200
@@ -79,7 +89,8 @@ async def test_explanations_route(main_server: Any, http: Any) -> None:
         ("GET", "/v2/no/such/route", 404),
         ("DELETE", "/v2/models/mlp", 405),
         ("GET", "/no/such/route", 404),
-        ("GET", "/predictions/mlp", 405),
+        ("OPTIONS", "/predictions/mlp", 405),
+        ("PUT", "/predictions/nope", 404),
         ("PUT", "/ping", 405),
     ],
 )

@@ -15,10 +15,12 @@ from marserve.server.config import ServerConfig
 
 INFERENCE_OPERATIONS = {
     ("get", "/ping"),
-    ("post", "/predictions/{model}"),
-    ("post", "/predictions/{model}/{version}"),
-    ("post", "/explanations/{model}"),
-    ("post", "/explanations/{model}/{version}"),
+    *(
+        (method, f"/{kind}/{{model}}{version}")
+        for method in ("post", "put", "patch", "get", "delete")
+        for kind in ("predictions", "explanations")
+        for version in ("", "/{version}")
+    ),
     ("get", "/v1/models"),
     ("get", "/v1/models/{model}"),
     ("post", "/v1/models/{model}:predict"),
@@ -63,6 +65,10 @@ async def test_the_document_lists_every_inference_route_and_nothing_else() -> No
     assert set(infer["responses"]) >= {"200", "400", "429", "504", "default"}
     assert set(document["paths"]["/v2/health/live"]["get"]["responses"]) == {"200", "401", "503"}
     assert "application/octet-stream" in infer["requestBody"]["content"]
+    upload = document["paths"]["/predictions/{model}"]["put"]
+    assert "requestBody" in upload and set(upload["responses"]) >= {"200", "429", "504"}
+    bodiless = document["paths"]["/predictions/{model}/{version}"]["get"]
+    assert "requestBody" not in bodiless and set(bodiless["responses"]) >= {"200", "429", "504"}
 
 
 def error_schema(operation: dict[str, Any], status: str) -> Any:

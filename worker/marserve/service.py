@@ -244,7 +244,7 @@ def _classify(error: Exception) -> BatchFailure:
         logger.error("CUDA failure while predicting", exc_info=error)
         return BatchFailure(507, "OutOfResources", "Out of resources", False)
     logger.error("prediction failed", exc_info=error)
-    return BatchFailure(503, "PredictionFailed", "Prediction failed", True)
+    return BatchFailure(503, "InternalServerException", "Prediction failed", True)
 
 
 def _mismatch(detail: str) -> BatchFailure:

@@ -78,8 +78,14 @@ def error_response(
 
 
 def model_not_found(model: str, version: str | None = None) -> ServingError:
-    what = f"Model {model!r}" + (f" version {version!r}" if version else "")
-    return ServingError(404, "ModelNotFoundException", f"{what} is not served here")
+    """TorchServe's 404 for an unknown model, or a known model without that version."""
+    if version is None:
+        return ServingError(404, "ModelNotFoundException", f"Model not found: {model}")
+    return ServingError(
+        404,
+        "ModelVersionNotFoundException",
+        f"Model version: {version} does not exist for model: {model}",
+    )
 
 
 def worker_died(model: str, detail: str) -> ServingError:

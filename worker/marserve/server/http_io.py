@@ -21,14 +21,13 @@ EXPLAIN = {True: ("explain", "True"), False: ("explain", "False")}
 
 
 async def read_parameters(request: web.Request) -> list[Parameter]:
-    """Inputs as TorchServe makes them: the raw body as `body`, or one per multipart form field.
+    """Inputs as TorchServe makes them: the raw body as `body`, or one per form field.
 
-    Query parameters become inputs too, as in TorchServe. Both readers enforce the body limit (413);
-    a form body that cannot be parsed is the client's mistake (400).
+    A plain form field comes as bytes without a content type, as TorchServe sends it, so the
+    handler sees a bytearray either way. Both readers enforce the body limit (413); a form body
+    that cannot be parsed is the client's mistake (400).
     """
-    parameters: list[Parameter] = [
-        Parameter(key, "text/plain", value.encode()) for key, value in request.query.items()
-    ]
+    parameters: list[Parameter] = []
     if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
             form = await request.post()
@@ -38,7 +37,7 @@ async def read_parameters(request: web.Request) -> list[Parameter]:
             if isinstance(field, web.FileField):
                 parameters.append(Parameter(name, field.content_type, field.file.read()))
             else:
-                parameters.append(Parameter(name, "text/plain", str(field).encode()))
+                parameters.append(Parameter(name, "", str(field).encode()))
         return parameters
     body = await request.read()
     parameters.append(Parameter("body", request.headers.get("Content-Type", ""), body))

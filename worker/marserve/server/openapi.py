@@ -55,6 +55,8 @@ INFERENCE_ERROR_SCHEMA = {
 }
 SCHEMA_NAMES = {ErrorFormat.TORCHSERVE: "Error", ErrorFormat.OPEN_INFERENCE: "InferenceError"}
 INFERENCE_ERRORS = ("400", "401", "404", "413", "429", "500", "503", "504")
+# OpenAPI 3.0 gives a request body only to methods whose HTTP semantics define one.
+BODY_METHODS = ("POST", "PUT", "PATCH")
 _OPERATION = "openapi_operation"
 _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 
@@ -62,7 +64,7 @@ _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 @dataclass(frozen=True)
 class Operation:
     """What the document says about one handler: a summary, the 200 answer's schema for a GET,
-    the request body for a POST."""
+    the request body of an inference call."""
 
     summary: str
     ok: Mapping[str, Any]
@@ -134,8 +136,9 @@ def add_document_route(
 def _operation(
     described: Operation, *, method: str, parameters: Sequence[str], error_schema: str
 ) -> dict[str, Any]:
-    """A GET answers its schema or 401/404/503 (404 only where a path names a model); a POST is
-    an inference call and may answer any inference error or a status its handler chose."""
+    """A GET answers its schema or 401/404/503 (404 only where a path names a model); any other
+    method, or a GET whose handler describes a body (TorchServe predicts on a GET too), is an
+    inference call and may answer any inference error or a status its handler chose."""
     entry: dict[str, Any] = {
         "summary": described.summary,
         "parameters": [
@@ -143,8 +146,9 @@ def _operation(
             for name in parameters
         ],
     }
-    if method == "POST":
-        entry["requestBody"] = dict(described.body or ANY_BODY)
+    if method != "GET" or described.body is not None:
+        if method in BODY_METHODS:
+            entry["requestBody"] = dict(described.body or ANY_BODY)
         entry["responses"] = {
             "200": {"description": "The model's answer"},
             **_errors(INFERENCE_ERRORS, schema=error_schema),

@@ -28,6 +28,9 @@ V1_BODY = {"content": {"application/json": {"schema": {
     "type": "object", "required": ["instances"],
     "properties": {"instances": {"type": "array"}}}}}, "required": True}  # fmt: skip
 STATUS = {"type": "object", "properties": {"status": {"type": "string"}}}
+# TorchServe runs a prediction whatever the method (its docs upload with `curl -T`, a PUT); GET
+# and DELETE predict on an empty body there too. OPTIONS, its per-model OpenAPI, is not served.
+PREDICTION_METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 
 
 class InferenceRoutes:
@@ -40,10 +43,13 @@ class InferenceRoutes:
     def add_to(self, app: web.Application) -> None:
         model = "{model:[^/:]+}"
         app.router.add_get("/ping", self.ping)
-        for path in (f"/predictions/{model}", f"/predictions/{model}/{{version}}"):
-            app.router.add_post(path, self.predictions)
-        for path in (f"/explanations/{model}", f"/explanations/{model}/{{version}}"):
-            app.router.add_post(path, self.explanations)
+        for kind, handler in (
+            ("predictions", self.predictions),
+            ("explanations", self.explanations),
+        ):
+            for path in (f"/{kind}/{model}", f"/{kind}/{model}/{{version}}"):
+                for method in PREDICTION_METHODS:
+                    app.router.add_route(method, path, handler)
         app.router.add_get("/v1/models", self.v1_list)
         app.router.add_get(f"/v1/models/{model}", self.v1_model)
         app.router.add_post(f"/v1/models/{model}:predict", self.v1_predict)
@@ -75,7 +81,8 @@ class InferenceRoutes:
     async def _whole_body(
         self, request: web.Request, scheduler: ModelScheduler, *, explain: bool
     ) -> web.StreamResponse:
-        """TorchServe's way: the body (or each form field) and the query reach the handler."""
+        """TorchServe's way: the body, or each form field, reaches the handler; the query
+        string does not (TorchServe 0.12 reads it only on its legacy `/{model}/predict`)."""
         parameters = await read_parameters(request)
         reply = await scheduler.infer(inference_request(request, parameters, explain=explain))
         return await reply_response(request, reply, max_size=self.max_response_size)

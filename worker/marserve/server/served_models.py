@@ -22,6 +22,8 @@ class ServedModels:
     def find(self, model: str, version: str | None = None) -> ModelScheduler:
         """The model's scheduler, or a 404 ServingError; no version or "" means any version."""
         scheduler = self.by_name.get(model)
-        if scheduler is None or (version not in (None, "", scheduler.source.version)):
+        if scheduler is None:
+            raise model_not_found(model)
+        if version not in (None, "", scheduler.source.version):
             raise model_not_found(model, version)
         return scheduler
