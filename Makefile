@@ -10,7 +10,7 @@ TORCH_VERSION := 2.13.0
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup tools lint format test run soak bench e2e chart images images-push image-test clean
+.PHONY: help setup tools lint format test run soak bench e2e chart images images-push image-test clean compat-torchserve
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -79,6 +79,11 @@ $(TS_VENV)/.installed:
 	$(PYTHON) -m venv $(TS_VENV)
 	$(TS_VENV)/bin/pip install -q torch==$(TORCH_VERSION) torchserve==0.12.0 torch-model-archiver==0.12.0 PyYAML==6.0.3 numpy==2.4.6
 	touch $@
+
+# Heavy compatibility checks, kept out of `make test`; each part is its own prerequisite.
+compat: compat-torchserve ## compatibility checks against the real TorchServe 0.12
+compat-torchserve: setup $(TS_VENV)/.installed ## marserve and TorchServe side by side, same requests
+	$(BIN)/pytest -m compat tests/compat $(PYTEST_ARGS)
 
 BENCH_ARGS ?=
 bench: setup $(TS_VENV)/.installed ## marserve vs TorchServe vs the raw forward pass (bench/results/)
