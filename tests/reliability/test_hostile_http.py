@@ -200,15 +200,15 @@ async def test_a_malformed_request_is_one_log_line_and_counted_as_a_4xx(
     ("method", "port", "path", "expected_type"),
     [
         ("POST", "inference", "/predictions/nope", "ModelNotFoundException"),
-        ("POST", "inference", "/predictions/echo/9.9", "ModelNotFoundException"),
+        ("POST", "inference", "/predictions/echo/9.9", "ModelVersionNotFoundException"),
         ("POST", "inference", "/explanations/nope", "ModelNotFoundException"),
         ("POST", "inference", "/v1/models/nope:predict", "ModelNotFoundException"),
         ("GET", "inference", "/v1/models/nope", "ModelNotFoundException"),
         ("POST", "inference", "/v2/models/nope/infer", "ModelNotFoundException"),
-        ("POST", "inference", "/v2/models/echo/versions/2/infer", "ModelNotFoundException"),
+        ("POST", "inference", "/v2/models/echo/versions/2/infer", "ModelVersionNotFoundException"),
         ("GET", "inference", "/v2/models/nope/ready", "ModelNotFoundException"),
         ("GET", "management", "/models/nope", "ModelNotFoundException"),
-        ("GET", "management", "/models/echo/0.1", "ModelNotFoundException"),
+        ("GET", "management", "/models/echo/0.1", "ModelVersionNotFoundException"),
         ("GET", "inference", "/no/such/route", "NotFound"),
     ],
 )
