@@ -27,8 +27,6 @@ TS_VENV = Path(__file__).resolve().parents[2] / ".venv-torchserve"
 TORCHSERVE = TS_VENV / "bin" / "torchserve"
 ARCHIVER = TS_VENV / "bin" / "torch-model-archiver"
 START_BUDGET_S = 240
-# What clients of TorchServe read besides the body; Content-Length and Date are transport.
-HEADERS_THAT_MATTER = ("content-type",)
 
 
 @dataclass(frozen=True)

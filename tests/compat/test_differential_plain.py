@@ -44,9 +44,11 @@ def media_type(answer: Answer) -> str:
 
 
 def assert_same(torchserve: Answer, marserve: Answer, *, handler_answer: bool = False) -> None:
-    """Same status, same body as data, same media type. A handler's own answer is the one
-    kept difference: TorchServe sends it without Content-Type, marserve labels what it is."""
+    """Same status, same body as data, the headers clients read: the media type and a request
+    id (each server makes its own). A handler's own answer is the one kept difference:
+    TorchServe sends it without Content-Type, marserve labels what it is."""
     assert (marserve.status, marserve.data()) == (torchserve.status, torchserve.data())
+    assert "x-request-id" in torchserve.headers and "x-request-id" in marserve.headers
     if handler_answer:
         assert (media_type(torchserve), media_type(marserve)) == ("", "application/json")
     else:

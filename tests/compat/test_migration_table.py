@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from marserve.server import errors, routes_inference
+from marserve.server import errors, options, routes_inference
 from marserve.server.app import Server
 from marserve.server.config import ServerConfig
 from marserve.server.openapi import document
@@ -68,3 +68,11 @@ def test_kept_differences_are_stated() -> None:
     assert "429" in rows["queue full"][1] and "503" in rows["queue full"][0]
     assert "absent on purpose" in rows["model registration over HTTP"][1]
     assert rows["management API"][1].startswith("read-only")
+
+
+def test_config_keys_row_lists_exactly_the_keys_read() -> None:
+    _, marserve = table()["config.properties keys read"]
+    every = (*options.OPTIONS, *options.MODEL_OPTIONS)
+    read = {option.properties_key for option in every if option.properties_key}
+    addresses = {f"{kind}_address" for kind in ("inference", "management", "metrics")}
+    assert set(re.findall(r"`(\w+)`", marserve)) == read | addresses | {"load_models"}
