@@ -30,12 +30,16 @@ ISOLATE_KEY = "isolateBatchFailures"
 PREDICTION_METRIC = "PredictionTime"
 
 
+# TorchServe's frontend names every failure its Python worker reports this way, whatever its
+# status; clients that read `type` see the same.
+FAILURE_TYPE = "InternalServerException"
+
+
 @dataclass(frozen=True)
 class BatchFailure:
-    """Why a whole batch failed: the status, error type and message each of its requests gets."""
+    """Why a whole batch failed: the status and message each of its requests gets."""
 
     code: int
-    error_type: str
     message: str
     retry_alone: bool
     """Whether running the requests one by one could give a different answer."""
@@ -173,7 +177,7 @@ class Service:
         elapsed_ms = (time.perf_counter() - started) * 1000
         if not isinstance(output, list):
             logger.error("handler returned %s, not a list", type(output).__name__)
-            return BatchFailure(503, "InvalidModelOutput", "Invalid model predict output", False)
+            return BatchFailure(503, "Invalid model predict output", False)
         if len(output) != len(inputs):
             return _mismatch(f"handler returned {len(output)} items for {len(inputs)} requests")
         try:
@@ -183,9 +187,7 @@ class Service:
             ]
         except responses.UnsupportedOutputError as error:
             logger.error("%s", error)
-            return BatchFailure(
-                503, "InvalidModelOutput", "Unsupported model output data type.", False
-            )
+            return BatchFailure(503, "Unsupported model output data type.", False)
         self.metrics.add_time(PREDICTION_METRIC, elapsed_ms, None, "ms")
         return results
 
@@ -236,20 +238,20 @@ def _classify(error: Exception) -> BatchFailure:
     if isinstance(error, MemoryError) or _is_cuda_oom(error):
         logger.error("out of resources while predicting", exc_info=error)
         _release_cuda_cache()
-        return BatchFailure(507, "OutOfResources", "Out of resources", True)
+        return BatchFailure(507, "Out of resources", True)
     if isinstance(error, PredictionException):
         logger.warning("handler raised %s", error)
-        return BatchFailure(error.error_code, "PredictionException", error.message, True)
+        return BatchFailure(error.error_code, error.message, True)
     if "CUDA" in str(error):
         logger.error("CUDA failure while predicting", exc_info=error)
-        return BatchFailure(507, "OutOfResources", "Out of resources", False)
+        return BatchFailure(507, "Out of resources", False)
     logger.error("prediction failed", exc_info=error)
-    return BatchFailure(503, "InternalServerException", "Prediction failed", True)
+    return BatchFailure(503, "Prediction failed", True)
 
 
 def _mismatch(detail: str) -> BatchFailure:
     logger.error("%s", detail)
-    return BatchFailure(503, "BatchSizeMismatch", "number of batch response mismatched", False)
+    return BatchFailure(503, "number of batch response mismatched", False)
 
 
 def _is_cuda_oom(error: Exception) -> bool:
@@ -271,7 +273,7 @@ def _failed(request_id: str, failure: BatchFailure) -> PredictionResult:
     return responses.failure(
         request_id=request_id,
         code=failure.code,
-        error_type=failure.error_type,
+        error_type=FAILURE_TYPE,
         message=failure.message,
     )
 
