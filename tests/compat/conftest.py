@@ -46,12 +46,17 @@ def handle(data, context):
 '''
 
 RAISING_HANDLER = '''
-"""Fails every request, as a handler with a bug does."""
+"""Fails every request: with the status a `{"code": N}` body asks for, as a handler that
+refuses an input does, or with a bug otherwise."""
+from ts.utils.util import PredictionException
 
 
 def handle(data, context):
     if data is None:
         return None
+    body = data[0].get("body")
+    if isinstance(body, dict) and "code" in body:
+        raise PredictionException("the input was refused", body["code"])
     raise ValueError("this handler always fails")
 '''
 

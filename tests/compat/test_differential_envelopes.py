@@ -29,7 +29,7 @@ CASES = {
         ("/v1/models/echo:explain", {"instances": [[1]]}),
         ("/predictions/mlp", {"instances": ROWS}),
     ],
-    "kservev2": [("/predictions/echo", V2)],
+    "kservev2": [("/predictions/echo", V2), ("/v2/models/echo/infer", V2)],
 }
 
 

@@ -128,6 +128,22 @@ def test_a_failing_handler_gets_the_same_503(pair: Pair) -> None:
     assert_same(torchserve, marserve)
 
 
+def test_a_refusing_handler_gets_its_own_status_and_message(pair: Pair) -> None:
+    body = json.dumps({"code": 422}).encode()
+    torchserve, marserve = pair.ask("POST", "/predictions/raiser", body=body, headers=JSON)
+    assert torchserve.status == 422
+    assert_same(torchserve, marserve)
+
+
+def test_curl_upload_file(pair: Pair) -> None:
+    """`curl -T FILE URL`: a PUT of raw bytes without Content-Type, asking 100-continue."""
+    headers = {"Expect": "100-continue"}
+    body = bytes(range(256)) * 64
+    torchserve, marserve = pair.ask("PUT", "/predictions/echo", body=body, headers=headers)
+    assert torchserve.status == 200
+    assert_same(torchserve, marserve, handler_answer=True)
+
+
 def test_ping_when_every_model_is_ready(pair: Pair) -> None:
     torchserve, marserve = pair.ask("GET", "/ping")
     assert torchserve.data() == {"status": "Healthy"}

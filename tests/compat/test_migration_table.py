@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from marserve import service
 from marserve.server import errors, options, routes_inference
 from marserve.server.app import Server
 from marserve.server.config import ServerConfig
@@ -61,6 +62,11 @@ def test_methods_row_matches_the_routes() -> None:
 def test_error_rows_name_the_types_marserve_sends(area: str, error: errors.ServingError) -> None:
     torchserve, marserve = table()[area]
     assert marserve == "same body" and f"`{error.error_type}`" in torchserve
+
+
+def test_failing_handler_row_names_the_type_marserve_sends() -> None:
+    torchserve, marserve = table()["failing handler"]
+    assert marserve == "same body" and f"`{service.FAILURE_TYPE}`" in torchserve
 
 
 def test_kept_differences_are_stated() -> None:
