@@ -154,7 +154,7 @@ def test_one_poison_request_in_a_batch_of_eight(archives: dict[str, Path]) -> No
     assert [r.status for r in results] == [200] * 5 + [400] + [200] * 2
     assert json.loads(results[5].body) == {
         "code": 400,
-        "type": "PredictionException",
+        "type": "InternalServerException",
         "message": "expected a JSON list of 8 numbers",
     }
     good = [row for i, row in enumerate(rows) if i != 5]
