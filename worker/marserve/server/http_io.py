@@ -82,14 +82,19 @@ def decode_result_body(result: PredictionResult) -> Any:
     return result.body.decode(errors="replace")
 
 
-def result_response(result: PredictionResult, *, max_size: int) -> web.Response:
-    if len(result.body) > max_size:
+def check_response_size(body: bytes, *, max_size: int) -> None:
+    """Refuses a model's answer above max_response_size (500), for every protocol alike."""
+    if len(body) > max_size:
         raise ServingError(
             500,
             "ResponseTooLarge",
-            f"The model's response ({len(result.body)} bytes) exceeds max_response_size "
+            f"The model's response ({len(body)} bytes) exceeds max_response_size "
             f"({max_size} bytes)",
         )
+
+
+def result_response(result: PredictionResult, *, max_size: int) -> web.Response:
+    check_response_size(result.body, max_size=max_size)
     headers = dict(result.headers)
     headers["Content-Type"] = result.content_type or "application/octet-stream"
     return web.Response(status=result.status, body=result.body, headers=headers)

@@ -50,6 +50,17 @@ def read_token(path: str | None) -> bytes | None:
     return token
 
 
+def expected_authorization(token: bytes | None) -> bytes | None:
+    """The `Authorization` value every protected call must carry, or None when auth is off."""
+    return b"Bearer " + token if token is not None else None
+
+
+def authorized(given: str, expected: bytes | None) -> bool:
+    """Whether a call may pass: auth is off, or it carries the token (compared in constant time,
+    so the answer's timing tells nothing about the token)."""
+    return expected is None or hmac.compare_digest(given.encode(), expected)
+
+
 def request_ids() -> Callable[[], str]:
     """Ids for requests that came without X-Request-Id: a random 16-hex-digit prefix per server
     and a counter, 32 hex digits like a UUID, unique across restarts and replicas without a
@@ -73,7 +84,7 @@ def make_middleware(
     def error_format(path: str) -> ErrorFormat:
         return error_format_for(path, formats)
 
-    expected = b"Bearer " + token if token is not None else None
+    expected = expected_authorization(token)
     new_request_id = request_ids()
 
     @web.middleware
@@ -81,12 +92,12 @@ def make_middleware(
         request_id = request.headers.get("X-Request-Id") or new_request_id()
         request[REQUEST_ID] = request_id
         try:
-            if expected is not None and request.path not in exempt:
-                given = request.headers.get("Authorization", "").encode()
-                if not hmac.compare_digest(given, expected):
-                    raise ServingError(
-                        401, "Unauthorized", "Missing or wrong 'Authorization: Bearer' token"
-                    )
+            if request.path not in exempt and not authorized(
+                request.headers.get("Authorization", ""), expected
+            ):
+                raise ServingError(
+                    401, "Unauthorized", "Missing or wrong 'Authorization: Bearer' token"
+                )
             response = await handler(request)
         except ServingError as error:
             response = error.response(error_format(request.path))

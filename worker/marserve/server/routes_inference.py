@@ -57,14 +57,8 @@ class InferenceRoutes:
 
     @openapi.operation("Healthy when every model has a ready worker", ok=STATUS)
     async def ping(self, request: web.Request) -> web.Response:
-        if self.models.ready:
-            return web.json_response({"status": "Healthy"})
-        waiting = sorted(name for name, s in self.models.by_name.items() if not s.ready)
-        message = "Not ready: " + (
-            ", ".join(waiting) + " not loaded" if self.models.accepting else "shutting down"
-        )
-        body = {"status": "Unhealthy", "code": 503, "type": "ServiceUnavailable"}
-        return web.json_response({**body, "message": message}, status=503)
+        status, body = self.models.health()
+        return web.json_response(body, status=status)
 
     @openapi.operation("Predict with a model", body=openapi.ANY_BODY)
     async def predictions(self, request: web.Request) -> web.StreamResponse:

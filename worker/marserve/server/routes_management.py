@@ -23,15 +23,8 @@ class ManagementRoutes:
         app.router.add_get("/models/{model}/{version}", self.describe)
 
     async def list_models(self, request: web.Request) -> web.Response:
-        models = [
-            {"modelName": name, "modelUrl": str(s.source.model_dir), "status": s.status}
-            for name, s in sorted(self.models.by_name.items())
-        ]
-        return web.json_response({"models": models})
+        return web.json_response(self.models.listing())
 
     async def describe(self, request: web.Request) -> web.Response:
-        version = request.match_info.get("version")
-        scheduler = self.models.find(
-            request.match_info["model"], None if version == "all" else version
-        )
-        return web.json_response([scheduler.describe()])
+        info = request.match_info
+        return web.json_response(self.models.descriptions(info["model"], info.get("version")))
