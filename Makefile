@@ -10,7 +10,7 @@ TORCH_VERSION := 2.13.0
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup tools lint format test run soak bench e2e chart images images-push image-test clean compat-torchserve
+.PHONY: help setup tools lint format test run soak bench e2e chart grpc images images-push image-test clean compat-torchserve
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,11 @@ test: lint tools ## set everything up, lint, and run the test suite
 # The chart's queries, port names and operator variables, written from marserve.contract.
 chart: setup ## rewrite the chart's generated parts after a change to marserve.contract
 	$(PY) scripts/generate_chart.py
+
+# The gRPC stubs are committed (installs need no protoc); tests/grpc_services/test_stubs.py fails
+# when they differ from what this writes from the .proto files under worker/marserve.
+grpc: setup ## rewrite the gRPC stubs after a change to a .proto file
+	$(PY) scripts/generate_grpc.py
 
 # The example: train the tiny iris model, archive it with `marserve archive`, serve it locally.
 MODEL_STORE := model-store

@@ -34,12 +34,22 @@ def test_importing_the_contract_pulls_in_no_third_party_package() -> None:
 
 
 def test_ports_and_paths_are_torchserves() -> None:
-    ports = (contract.INFERENCE_PORT, contract.MANAGEMENT_PORT, contract.METRICS_PORT)
+    ports = (
+        contract.INFERENCE_PORT,
+        contract.MANAGEMENT_PORT,
+        contract.METRICS_PORT,
+        contract.GRPC_INFERENCE_PORT,
+        contract.GRPC_MANAGEMENT_PORT,
+    )
     assert [(port.name, port.number) for port in ports] == [
         ("http", 8080),
         ("management", 8081),
         ("metrics", 8082),
+        ("grpc", 7070),
+        ("grpc-management", 7071),
     ]
+    # Kubernetes port names are IANA service names: at most 15 characters.
+    assert all(len(port.name) <= 15 for port in ports)
     assert (contract.METRICS_PATH, contract.READINESS_PATH, contract.LIVENESS_PATH) == (
         "/metrics",
         "/ping",

@@ -48,6 +48,8 @@ class RunningServer:
     inference: str
     management: str
     metrics: str
+    grpc_inference: str
+    grpc_management: str
     log_path: Path
     ping_statuses: list[int] = field(default_factory=list)
 
@@ -74,13 +76,15 @@ def launch_server(
 ) -> RunningServer:
     """Starts `marserve serve` on free ports without waiting for it."""
     tmp.mkdir(parents=True, exist_ok=True)
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(5)]
     log_path = tmp / log_name
     command = [
         str(MARSERVE), "serve", "--models", *model_args,
         "--inference-port", str(ports[0]),
         "--management-port", str(ports[1]),
         "--metrics-port", str(ports[2]),
+        "--grpc-inference-port", str(ports[3]),
+        "--grpc-management-port", str(ports[4]),
         *extra_args,
     ]  # fmt: skip
     full_env = {**os.environ, **(env or {})}
@@ -93,6 +97,8 @@ def launch_server(
         inference=f"http://127.0.0.1:{ports[0]}",
         management=f"http://127.0.0.1:{ports[1]}",
         metrics=f"http://127.0.0.1:{ports[2]}",
+        grpc_inference=f"127.0.0.1:{ports[3]}",
+        grpc_management=f"127.0.0.1:{ports[4]}",
         log_path=log_path,
     )
 

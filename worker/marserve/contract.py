@@ -30,6 +30,9 @@ class Port:
 INFERENCE_PORT: Final = Port("http", 8080)
 MANAGEMENT_PORT: Final = Port("management", 8081)
 METRICS_PORT: Final = Port("metrics", 8082)
+# TorchServe's gRPC inference and management APIs (0 or "off" turns either off).
+GRPC_INFERENCE_PORT: Final = Port("grpc", 7070)
+GRPC_MANAGEMENT_PORT: Final = Port("grpc-management", 7071)
 METRICS_PATH: Final = "/metrics"
 # TorchServe's /ping answers Healthy only once every model is loaded: it gates traffic.
 READINESS_PATH: Final = "/ping"
@@ -56,6 +59,8 @@ class WorkerEnv:
     inference_port: str = "MARSERVE_INFERENCE_PORT"
     management_port: str = "MARSERVE_MANAGEMENT_PORT"
     metrics_port: str = "MARSERVE_METRICS_PORT"
+    grpc_inference_port: str = "MARSERVE_GRPC_INFERENCE_PORT"
+    grpc_management_port: str = "MARSERVE_GRPC_MANAGEMENT_PORT"
     handler: str = "MARSERVE_HANDLER"
     token_file: str = "MARSERVE_TOKEN_FILE"
     log_format: str = "MARSERVE_LOG_FORMAT"

@@ -1,4 +1,5 @@
-"""The server: three aiohttp apps (inference, management, metrics) over the served models.
+"""The server: three aiohttp apps (inference, management, metrics) and the gRPC ports over the
+served models.
 
 It owns the life cycle: start the workers and the listeners, and on shutdown turn readiness off at
 once, let in-flight requests finish within the grace period, then stop workers and listeners.
@@ -13,6 +14,9 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from marserve.grpc.listener import GrpcListener, GrpcService
+from marserve.grpc.torchserve.inference import TorchServeInference
+from marserve.grpc.torchserve.management import TorchServeManagement
 from marserve.server import openapi, routes_v2
 from marserve.server.config import ServerConfig
 from marserve.server.errors import ErrorFormat
@@ -48,14 +52,15 @@ class Server:
             }
         )
         self._runners: list[web.AppRunner] = []
+        self._grpc: list[GrpcListener] = []
         self.addresses: dict[str, tuple[str, int]] = {}
+        self._token = read_token(str(config.token_file) if config.token_file else None)
 
     def _apps(self) -> dict[str, tuple[web.Application, int]]:
-        token = read_token(str(self.config.token_file) if self.config.token_file else None)
-        middleware = make_middleware(metrics=self.metrics, token=token)
+        middleware = make_middleware(metrics=self.metrics, token=self._token)
         size = self.config.max_request_size
         inference_middleware = make_middleware(
-            metrics=self.metrics, token=token, error_formats=ERROR_FORMATS
+            metrics=self.metrics, token=self._token, error_formats=ERROR_FORMATS
         )
         inference = web.Application(middlewares=[inference_middleware], client_max_size=size)
         limit = self.config.max_response_size
@@ -72,6 +77,22 @@ class Server:
             "metrics": (metrics, self.config.metrics_port),
         }
 
+    def _grpc_services(self) -> dict[str, tuple[list[GrpcService], int]]:
+        """The services of each gRPC port that is on (port 0 is off). A new gRPC protocol adds
+        its service to a port's list here."""
+        limit = self.config.max_response_size
+        ports = {
+            "grpc-inference": (
+                [TorchServeInference(self.models, max_response_size=limit).service()],
+                self.config.grpc_inference_port,
+            ),
+            "grpc-management": (
+                [TorchServeManagement(self.models).service()],
+                self.config.grpc_management_port,
+            ),
+        }
+        return {name: (services, port) for name, (services, port) in ports.items() if port}
+
     async def start(self) -> None:
         """Binds the three ports, then starts the workers (so /ping answers 503 while loading)."""
         for name, (app, port) in self._apps().items():
@@ -84,6 +105,15 @@ class Server:
             self._runners.append(runner)
             host, bound = runner.addresses[0][:2]
             self.addresses[name] = (host, bound)
+        for name, (services, port) in self._grpc_services().items():
+            listener = GrpcListener(
+                services,
+                metrics=self.metrics,
+                token=self._token,
+                max_receive_size=self.config.max_request_size,
+            )
+            self.addresses[name] = (self.config.host, await listener.start(self.config.host, port))
+            self._grpc.append(listener)
         for scheduler in self.models.by_name.values():
             scheduler.start()
         log.info(
@@ -93,6 +123,9 @@ class Server:
             *self.addresses["management"],
             *self.addresses["metrics"],
         )
+        for name in ("grpc-inference", "grpc-management"):
+            if name in self.addresses:
+                log.info("%s %s:%d", name, *self.addresses[name])
 
     async def shutdown(self) -> None:
         """Graceful stop: not ready at once, drain in-flight work, stop workers, close ports."""
@@ -104,6 +137,9 @@ class Server:
             *(scheduler.drain(max(0.0, deadline - time.monotonic())) for scheduler in schedulers)
         )
         await asyncio.gather(*(scheduler.stop() for scheduler in schedulers))
+        await asyncio.gather(
+            *(listener.stop(max(0.0, deadline - time.monotonic())) for listener in self._grpc)
+        )
         for app_runner in self._runners:
             await app_runner.cleanup()
         log.info("stopped")

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marserve.contract import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT
+from marserve.contract import (
+    GRPC_INFERENCE_PORT,
+    GRPC_MANAGEMENT_PORT,
+    INFERENCE_PORT,
+    MANAGEMENT_PORT,
+    METRICS_PORT,
+)
 from marserve.model_packages import PackageIndex
 
 
@@ -59,6 +65,9 @@ class ServerConfig:
     inference_port: int = INFERENCE_PORT.number
     management_port: int = MANAGEMENT_PORT.number
     metrics_port: int = METRICS_PORT.number
+    # 0: that gRPC port is off.
+    grpc_inference_port: int = GRPC_INFERENCE_PORT.number
+    grpc_management_port: int = GRPC_MANAGEMENT_PORT.number
     handler: str | None = None
     token_file: Path | None = None
     log_format: str = "text"

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from marserve.contract import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, WORKER_ENV
+from marserve.contract import (
+    GRPC_INFERENCE_PORT,
+    GRPC_MANAGEMENT_PORT,
+    INFERENCE_PORT,
+    MANAGEMENT_PORT,
+    METRICS_PORT,
+    WORKER_ENV,
+)
 from marserve.model_packages import PackageIndex
 from marserve.server.config import ConfigError, ModelLayer, ServerConfig
 
@@ -40,6 +47,11 @@ def _boolean(text: str) -> bool:
     if lowered not in ("true", "false", "1", "0", "yes", "no"):
         raise ValueError("must be true or false")
     return lowered in ("true", "1", "yes")
+
+
+def _port_or_off(text: str) -> int:
+    """A gRPC port number; 0 or `off` turns that port off."""
+    return 0 if text.strip().lower() == "off" else int(text)
 
 
 def _log_format(text: str) -> str:
@@ -78,6 +90,24 @@ OPTIONS: tuple[Option, ...] = (
         WORKER_ENV.metrics_port,
         int,
         f"metrics port (default {METRICS_PORT.number})",
+    ),
+    Option(
+        "grpc_inference_port",
+        "--grpc-inference-port",
+        WORKER_ENV.grpc_inference_port,
+        _port_or_off,
+        f"TorchServe's gRPC inference API port, 0 or off: none (default "
+        f"{GRPC_INFERENCE_PORT.number})",
+        "grpc_inference_port",
+    ),
+    Option(
+        "grpc_management_port",
+        "--grpc-management-port",
+        WORKER_ENV.grpc_management_port,
+        _port_or_off,
+        f"TorchServe's gRPC management API port, 0 or off: none (default "
+        f"{GRPC_MANAGEMENT_PORT.number})",
+        "grpc_management_port",
     ),
     Option("handler", "--handler", WORKER_ENV.handler, str, "handler overriding the manifest's"),
     Option(
