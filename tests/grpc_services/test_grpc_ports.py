@@ -1,0 +1,49 @@
+"""gRPC ports in the server's life: one turned off is not bound, and SIGTERM lets a gRPC call in
+flight finish before the server exits 0."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from marserve.grpc.torchserve import inference_pb2, inference_pb2_grpc
+from support.grpc_model import steer, steered_model_dir
+from support.serving import start_server, stop_server
+
+
+def listening(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    with socket.socket() as probe:
+        return probe.connect_ex((host, int(port))) == 0
+
+
+@pytest.mark.parametrize("off", ["off", "0"])
+def test_a_port_turned_off_is_not_bound_and_sigterm_drains_grpc(tmp_path: Path, off: str) -> None:
+    model = steered_model_dir(tmp_path / "steered", name="steered", batchSize=1)
+    server = start_server(
+        tmp_path,
+        model_args=[f"steered={model}"],
+        extra_args=["--grpc-management-port", off, "--grace-period-seconds", "10"],
+    )
+    try:
+        assert listening(server.grpc_inference)
+        assert not listening(server.grpc_management)
+        assert "grpc-management" not in server.log()
+        with grpc.insecure_channel(server.grpc_inference) as channel:
+            stub = inference_pb2_grpc.InferenceAPIsServiceStub(channel)
+            in_flight = stub.Predictions.future(
+                inference_pb2.PredictionsRequest(model_name="steered", input=steer(sleep=1)),
+                timeout=20,
+            )
+            time.sleep(0.3)
+            server.process.send_signal(signal.SIGTERM)
+            assert json.loads(in_flight.result().prediction)["echo"] == {"sleep": 1}
+        assert server.process.wait(timeout=20) == 0
+    finally:
+        stop_server(server)
