@@ -100,6 +100,8 @@ def test_environment_names_are_pinned() -> None:
         "MARSERVE_HANDLER",
         "MARSERVE_TOKEN_FILE",
         "MARSERVE_GRACE_PERIOD_SECONDS",
+        "MARSERVE_GRPC_INFERENCE_PORT",
+        "MARSERVE_GRPC_MANAGEMENT_PORT",
     )
 
 

@@ -13,7 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
-from marserve.contract import OPERATOR_MANAGED_WORKER_ENV
+from marserve.contract import (
+    GRPC_INFERENCE_PORT,
+    GRPC_MANAGEMENT_PORT,
+    OPERATOR_MANAGED_WORKER_ENV,
+    Port,
+)
 from marserve_operator.spec_fields import SpecError, SpecFields
 
 __all__ = [
@@ -29,6 +34,7 @@ __all__ = [
     "Batching",
     "Dependencies",
     "Engine",
+    "Grpc",
     "Metric",
     "ModelSpec",
     "SpecError",
@@ -118,6 +124,21 @@ class Accelerator:
 
 
 @dataclass(frozen=True)
+class Grpc:
+    """Which of TorchServe's gRPC APIs the pods serve: inference (on the Service too) and the
+    read-only management API (pod-local, as the HTTP management API is)."""
+
+    enabled: bool = False
+    management: bool = False
+
+    @property
+    def ports(self) -> tuple[Port, ...]:
+        """The gRPC ports the pods listen on."""
+        wanted = ((GRPC_INFERENCE_PORT, self.enabled), (GRPC_MANAGEMENT_PORT, self.management))
+        return tuple(port for port, on in wanted if on)
+
+
+@dataclass(frozen=True)
 class TokenSecretRef:
     name: str
     key: str = "token"
@@ -150,6 +171,7 @@ class ModelSpec:
     image_pull_secrets: tuple[str, ...] = ()
     auth: TokenSecretRef | None = None
     dependencies: Dependencies = Dependencies()
+    grpc: Grpc = Grpc()
 
 
 def _archive(fields: SpecFields) -> Archive:
@@ -326,4 +348,8 @@ def parse_spec(
         ),
         auth=_auth(fields),
         dependencies=_dependencies(fields.obj("dependencies")),
+        grpc=Grpc(
+            enabled=fields.obj("grpc").boolean("enabled", False),
+            management=fields.obj("grpc").boolean("management", False),
+        ),
     )

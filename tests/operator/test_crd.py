@@ -154,6 +154,11 @@ def test_minimal_manifest_gets_the_same_defaults_from_crd_and_parse_spec() -> No
     assert defaulted["spec"]["accelerator"] == {"type": "nvidia", "count": 1}
     assert defaulted["spec"]["auth"]["tokenSecretRef"]["key"] == "token"
     assert defaulted["spec"]["dependencies"] == {"install": False, "timeoutSeconds": 600}
+    minimal["spec"]["grpc"] = {}
+    assert crd_schema.apply_defaults(SCHEMA, minimal)["spec"]["grpc"] == {
+        "enabled": False,
+        "management": False,
+    }
     from_crd = parse_spec(name="m", namespace="ns", spec=defaulted["spec"])
     from_parser = parse_spec(name="m", namespace="ns", spec=minimal["spec"])
     assert from_crd == from_parser

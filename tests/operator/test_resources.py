@@ -221,6 +221,8 @@ def test_worker_env_carries_the_serving_settings() -> None:
         WORKER_ENV.grace_period_seconds: "60",
         WORKER_ENV.handler: "image_classifier",
         WORKER_ENV.token_file: "/var/run/secrets/marserve/auth/token",
+        WORKER_ENV.grpc_inference_port: "off",
+        WORKER_ENV.grpc_management_port: "off",
     }
 
 
@@ -401,6 +403,8 @@ ROLLING_CHANGES: list[dict[str, Any]] = [
     {"image": "ghcr.io/marserve/worker:0.2.0"},
     {"env": [{"name": "LOG_LEVEL", "value": "info"}]},
     {"auth": None},
+    {"grpc": {"enabled": True}},
+    {"grpc": {"management": True}},
 ]
 SCALING_CHANGES: list[dict[str, Any]] = [
     {"replicas": 5},
@@ -447,6 +451,43 @@ def test_service_exposes_http_and_metrics() -> None:
         "http": (8080, "http"),
         "metrics": (8082, "metrics"),
     }
+
+
+@pytest.mark.parametrize(
+    ("grpc", "pod_ports", "service_ports"),
+    [
+        ({"enabled": True}, {"grpc": 7070}, {"grpc": 7070}),
+        ({"management": True}, {"grpc-management": 7071}, {}),
+        (
+            {"enabled": True, "management": True},
+            {"grpc": 7070, "grpc-management": 7071},
+            {"grpc": 7070},
+        ),
+    ],
+    ids=["inference", "management", "both"],
+)
+def test_grpc_ports_are_served_and_inference_joins_the_service(
+    grpc: dict[str, bool], pod_ports: dict[str, int], service_ports: dict[str, int]
+) -> None:
+    """The worker binds only the gRPC ports asked for; the inference one is on the Service with
+    appProtocol grpc, management stays pod-local like HTTP management."""
+    deployment = resources.deployment(model(grpc=grpc), SETTINGS)
+    worker = container(deployment, "worker")
+    ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
+    assert ports == {"http": 8080, "management": 8081, "metrics": 8082, **pod_ports}
+    env = env_of(deployment)
+    assert env[WORKER_ENV.grpc_inference_port] == str(pod_ports.get("grpc", "off"))
+    assert env[WORKER_ENV.grpc_management_port] == str(pod_ports.get("grpc-management", "off"))
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
+    service = resources.service(model(grpc=grpc))
+    grpc_on_service = {
+        p["name"]: p["port"] for p in service["spec"]["ports"] if p["name"].startswith("grpc")
+    }
+    assert grpc_on_service == service_ports
+    for port in service["spec"]["ports"]:
+        assert port.get("appProtocol") == ("grpc" if port["name"] == "grpc" else None)
+    kube_validate(deployment)
+    kube_validate(service)
 
 
 def test_pods_carry_scrape_annotations_and_the_service_does_not() -> None:

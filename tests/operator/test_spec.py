@@ -172,6 +172,11 @@ def test_fractional_target_is_kept() -> None:
         ({**minimal_spec(), "modelName": "a/b"}, "modelName 'a/b' must match"),
         ({"archive": {"uri": "https://h/m", "sha256": "abc"}}, "archive.sha256 'abc' must match"),
         ({**minimal_spec(), "env": [{"name": "MARSERVE_TOKEN_FILE"}]}, "operator manages"),
+        ({**minimal_spec(), "grpc": {"enabled": "yes"}}, "grpc.enabled must be true or false"),
+        (
+            {**minimal_spec(), "env": [{"name": "MARSERVE_GRPC_INFERENCE_PORT"}]},
+            "use the matching spec field",
+        ),
     ],
 )
 def test_errors_name_the_field_to_fix(spec: Any, message: str) -> None:

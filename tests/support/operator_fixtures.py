@@ -62,6 +62,7 @@ FULL_SPEC: dict[str, Any] = {
         "secretName": "index-login",
         "timeoutSeconds": 900,
     },
+    "grpc": {"enabled": True, "management": True},
 }
 
 SETTINGS = OperatorSettings()

@@ -128,6 +128,8 @@ OPERATOR_MANAGED_WORKER_ENV: Final = (
     WORKER_ENV.handler,
     WORKER_ENV.token_file,
     WORKER_ENV.grace_period_seconds,
+    WORKER_ENV.grpc_inference_port,
+    WORKER_ENV.grpc_management_port,
 )
 
 # --- Metrics ---------------------------------------------------------------------------------

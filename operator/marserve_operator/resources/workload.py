@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from marserve.contract import (
+    GRPC_INFERENCE_PORT,
+    GRPC_MANAGEMENT_PORT,
     INFERENCE_PORT,
     LIVENESS_PATH,
     MANAGEMENT_PORT,
@@ -191,6 +193,14 @@ def _worker_env(model: ModelSpec) -> list[dict[str, Any]]:
         },
         # SIGTERM drains for as long as the slowest accepted request may take.
         {"name": WORKER_ENV.grace_period_seconds, "value": str(model.response_timeout_seconds)},
+        # Only the gRPC ports the spec asks for are bound.
+        *(
+            {"name": variable, "value": str(port.number) if port in model.grpc.ports else "off"}
+            for variable, port in (
+                (WORKER_ENV.grpc_inference_port, GRPC_INFERENCE_PORT),
+                (WORKER_ENV.grpc_management_port, GRPC_MANAGEMENT_PORT),
+            )
+        ),
     ]
     if model.handler is not None:
         env.append({"name": WORKER_ENV.handler, "value": model.handler})
@@ -233,7 +243,7 @@ def _worker_container(model: ModelSpec, image: str, settings: OperatorSettings) 
         "env": _worker_env(model),
         "ports": [
             {"name": port.name, "containerPort": port.number, "protocol": "TCP"}
-            for port in (INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT)
+            for port in (INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, *model.grpc.ports)
         ],
         # /ping is healthy only once the model is loaded, so it gates traffic and start-up both.
         "startupProbe": _probe(
