@@ -70,7 +70,7 @@ ENV MARSERVE_HOST=0.0.0.0 \
     MARSERVE_MODEL_STORE=/mnt/models \
     MARSERVE_MODELS=all
 USER 1000:1000
-# Inference, management and metrics, as TorchServe.
-EXPOSE 8080 8081 8082
+# Inference, management and metrics, as TorchServe; TorchServe's gRPC inference and management.
+EXPOSE 8080 8081 8082 7070 7071
 ENTRYPOINT ["marserve"]
 CMD ["serve"]

@@ -61,14 +61,6 @@ class SpecFields:
             raise SpecError(f"{self.where(key)} must be between {low} and {high:.0f}, not {value}")
         return float(value)
 
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.data.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise SpecError(f"{self.where(key)} must be true or false, not {value!r}")
-        return value
-
     def text(
         self, key: str, *, required: bool = False, pattern: re.Pattern[str] | None = None
     ) -> str | None:
