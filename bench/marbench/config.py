@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SERVERS = ("marserve", "torchserve")
+# marserve-grpc: the same marserve, driven through TorchServe's gRPC `Predictions` instead of HTTP.
+SERVERS = ("marserve", "marserve-grpc", "torchserve")
 MODELS = ("mlp_eager", "mlp_ts", "cnn")
 
 

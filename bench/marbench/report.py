@@ -324,8 +324,10 @@ def machine() -> dict[str, Any]:
         "torch": version("torch"),
         "aiohttp": version("aiohttp"),
         "marserve_commit": _command_output("git", "rev-parse", "--short", "HEAD"),
-        "wrk": _command_output("wrk", "--version").splitlines()[0],
-        "java": _command_output("java", "-version").splitlines()[0],
+        "grpcio": version("grpcio"),
+        # Empty where the tool is missing (a run of only marserve-grpc needs no wrk).
+        "wrk": next(iter(_command_output("wrk", "--version").splitlines()), ""),
+        "java": next(iter(_command_output("java", "-version").splitlines()), ""),
     }
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from marbench import artifacts, load, physical, scrape, servers
+from marbench import artifacts, grpc_load, load, physical, scrape, servers
 from marbench.artifacts import BenchModel
 from marbench.config import BenchConfig
 
@@ -72,6 +72,15 @@ def _drive(
     duration_s: int,
     config: BenchConfig,
 ) -> load.LoadResult:
+    if server.name == "marserve-grpc":
+        return grpc_load.run(
+            f"127.0.0.1:{server.ports.grpc_inference}",
+            model=model.name,
+            body_file=model.body_file,
+            concurrency=concurrency,
+            duration_s=duration_s,
+            max_requests=config.max_requests,
+        )
     return load.run(
         f"http://127.0.0.1:{server.ports.inference}/predictions/{model.name}",
         body_file=model.body_file,

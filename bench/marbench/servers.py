@@ -33,6 +33,7 @@ class Ports:
     inference: int
     management: int
     metrics: int
+    grpc_inference: int
 
 
 @dataclass
@@ -113,6 +114,10 @@ def _marserve_command(model: BenchModel, config: BenchConfig, ports: Ports) -> l
         str(ports.management),
         "--metrics-port",
         str(ports.metrics),
+        "--grpc-inference-port",
+        str(ports.grpc_inference),
+        "--grpc-management-port",
+        "off",
     ]
 
 
@@ -124,7 +129,7 @@ def _torchserve_command(
         f"inference_address=http://127.0.0.1:{ports.inference}\n"
         f"management_address=http://127.0.0.1:{ports.management}\n"
         f"metrics_address=http://127.0.0.1:{ports.metrics}\n"
-        f"grpc_inference_port={free_port()}\n"
+        f"grpc_inference_port={ports.grpc_inference}\n"
         f"grpc_management_port={free_port()}\n"
         # Worker sockets are /tmp/.ts.sock.<port>: a private port keeps runs side by side apart.
         f"initial_worker_port={free_port()}\n"
@@ -151,9 +156,14 @@ def start(name: str, *, model: BenchModel, config: BenchConfig, run_dir: Path) -
     """Launches server `name` for one model; returns at once (see `wait_first_200`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "tmp").mkdir(exist_ok=True)
-    ports = Ports(inference=free_port(), management=free_port(), metrics=free_port())
+    ports = Ports(
+        inference=free_port(),
+        management=free_port(),
+        metrics=free_port(),
+        grpc_inference=free_port(),
+    )
     env = dict(os.environ)
-    if name == "marserve":
+    if name.startswith("marserve"):
         command = _marserve_command(model, config, ports)
     else:
         command = _torchserve_command(model, config, ports, run_dir)

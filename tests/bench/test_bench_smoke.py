@@ -77,10 +77,21 @@ def test_bench_runs_marserve_on_the_image_model(tmp_path: Path) -> None:
 def test_bench_runs_torchserve_and_marserve_side_by_side(tmp_path: Path) -> None:
     table, document = run_bench(tmp_path, "--models", "mlp_eager")
 
-    for server in ("marserve", "torchserve"):
+    for server in ("marserve", "marserve-grpc", "torchserve"):
         check_server(document, model="mlp_eager", server=server)
-    assert [run["server"] for run in document["runs"]] == ["marserve", "torchserve"]
+    assert [run["server"] for run in document["runs"]] == [
+        "marserve", "marserve-grpc", "torchserve"
+    ]  # fmt: skip
     assert "| mlp_eager | 4 | **ratio** |" in table
     assert [target["met"] is not None for target in document["targets"]["mlp_eager"]] == [
         False, False, True, True, True, True  # no concurrency 64 here: those two have no value
     ]  # fmt: skip
+
+
+def test_bench_drives_marserve_over_grpc(tmp_path: Path) -> None:
+    """The gRPC path needs no wrk: its load comes from grpc.aio clients."""
+    table, document = run_bench(tmp_path, "--servers", "marserve-grpc", "--models", "mlp_eager")
+
+    check_server(document, model="mlp_eager", server="marserve-grpc")
+    assert "| mlp_eager | 4 | marserve-grpc |" in table
+    assert [run["server"] for run in document["runs"]] == ["marserve-grpc"]
