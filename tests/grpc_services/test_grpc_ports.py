@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -14,7 +15,7 @@ import pytest
 
 from marserve.grpc.torchserve import inference_pb2, inference_pb2_grpc
 from support.grpc_model import steer, steered_model_dir
-from support.serving import start_server, stop_server
+from support.serving import RunningServer, start_server, stop_server
 
 
 def listening(address: str) -> bool:
@@ -45,5 +46,42 @@ def test_a_port_turned_off_is_not_bound_and_sigterm_drains_grpc(tmp_path: Path, 
             server.process.send_signal(signal.SIGTERM)
             assert json.loads(in_flight.result().prediction)["echo"] == {"sleep": 1}
         assert server.process.wait(timeout=20) == 0
+    finally:
+        stop_server(server)
+
+
+BROKEN_HANDLER = """
+class Broken:
+    def initialize(self, context):
+        raise RuntimeError("bad weights")
+
+    def handle(self, data, context):
+        return data
+"""
+
+
+def wait_until_failed(server: RunningServer, model: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{server.management}/models/{model}", timeout=5) as answer:
+            if json.loads(answer.read())[0]["failure"]:
+                return
+        time.sleep(0.2)
+    raise AssertionError(server.log())
+
+
+def test_a_model_that_failed_to_load_is_unavailable(tmp_path: Path) -> None:
+    model = steered_model_dir(tmp_path / "broken", name="broken", batchSize=1)
+    (model / "handler.py").write_text(BROKEN_HANDLER)
+    server = start_server(tmp_path, model_args=[f"broken={model}"], wait_ready=False)
+    try:
+        wait_until_failed(server, "broken")
+        with grpc.insecure_channel(server.grpc_inference) as channel:
+            stub = inference_pb2_grpc.InferenceAPIsServiceStub(channel)
+            request = inference_pb2.PredictionsRequest(model_name="broken", input=steer())
+            with pytest.raises(grpc.RpcError) as error:
+                stub.Predictions(request, timeout=10)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "bad weights" in error.value.details()
     finally:
         stop_server(server)

@@ -168,3 +168,18 @@ def test_the_package_index_and_cache_come_from_the_environment() -> None:
     assert built.model_packages_cache == Path("/var/cache/models")
     assert built.package_index.index_url == "https://pypi.corp/simple"
     assert built.package_index.username == "ci"
+
+
+def test_grpc_ports_default_to_torchserves_and_each_can_be_turned_off(tmp_path: Path) -> None:
+    assert (parse([]).grpc_inference_port, parse([]).grpc_management_port) == (7070, 7071)
+    properties = tmp_path / "config.properties"
+    properties.write_text("grpc_inference_port=9070\ngrpc_management_port=9071\n")
+    from_file = parse(["--config", str(properties)])
+    assert (from_file.grpc_inference_port, from_file.grpc_management_port) == (9070, 9071)
+    env = {"MARSERVE_GRPC_INFERENCE_PORT": "off", "MARSERVE_GRPC_MANAGEMENT_PORT": "8071"}
+    from_env = parse(["--config", str(properties)], env)
+    assert (from_env.grpc_inference_port, from_env.grpc_management_port) == (0, 8071)
+    flagged = parse(["--grpc-inference-port", "6070", "--grpc-management-port", "OFF"], env)
+    assert (flagged.grpc_inference_port, flagged.grpc_management_port) == (6070, 0)
+    with pytest.raises(config.ConfigError, match="--grpc-inference-port"):
+        parse(["--grpc-inference-port", "none"])
