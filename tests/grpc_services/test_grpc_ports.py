@@ -3,6 +3,7 @@ flight finish before the server exits 0."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -63,9 +64,11 @@ class Broken:
 def wait_until_failed(server: RunningServer, model: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{server.management}/models/{model}", timeout=5) as answer:
-            if json.loads(answer.read())[0]["failure"]:
-                return
+        with contextlib.suppress(OSError):  # the management port may not listen yet
+            url = f"{server.management}/models/{model}"
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if json.loads(answer.read())[0]["failure"]:
+                    return
         time.sleep(0.2)
     raise AssertionError(server.log())
 

@@ -17,6 +17,7 @@ with the reason, never a bare INTERNAL from the deserializer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,11 +58,11 @@ RpcMethod = Callable[[Any, Call], Awaitable[Message] | AsyncIterator[Message]]
 @dataclass(frozen=True)
 class GrpcService:
     """A .proto service and the methods implementing its RPCs, by RPC name. An RPC without a
-    method answers UNIMPLEMENTED (gRPC's own answer); those in `open_methods` need no token."""
+    method answers UNIMPLEMENTED (gRPC's own answer); those in `public_methods` need no token."""
 
     descriptor: ServiceDescriptor
     methods: Mapping[str, RpcMethod]
-    open_methods: Collection[str] = field(default_factory=frozenset)
+    public_methods: Collection[str] = field(default_factory=frozenset)
 
 
 class GrpcListener:
@@ -105,7 +106,7 @@ class GrpcListener:
     def _handler(self, service: GrpcService) -> grpc.GenericRpcHandler:
         handlers = {
             method.name: self._method_handler(
-                method, implementation, open_method=method.name in service.open_methods
+                method, implementation, public=method.name in service.public_methods
             )
             for method in service.descriptor.methods
             if (implementation := service.methods.get(method.name)) is not None
@@ -113,45 +114,45 @@ class GrpcListener:
         return grpc.method_handlers_generic_handler(service.descriptor.full_name, handlers)
 
     def _method_handler(
-        self, method: MethodDescriptor, implementation: RpcMethod, *, open_method: bool
+        self, method: MethodDescriptor, implementation: RpcMethod, *, public: bool
     ) -> grpc.RpcMethodHandler[Any, Any]:
         request_class = GetMessageClass(method.input_type)
         serialize = GetMessageClass(method.output_type).SerializeToString
         body = _streaming(implementation, method)
+        rpc = method.full_name
+        if method.client_streaming and not method.server_streaming:
+            raise ValueError(f"{rpc}: client streaming with one response is not supported")
 
-        if method.client_streaming:
-
-            async def responses(requests: Any, context: Context) -> AsyncIterator[Message]:
-                parsed = _parse_each(request_class, requests)
-                async for answer in self._guarded(body, parsed, context, open_method=open_method):
-                    yield answer
-
-            if not method.server_streaming:
-                raise ValueError(f"{method.full_name}: client streaming only is not supported")
-            return grpc.stream_stream_rpc_method_handler(responses, response_serializer=serialize)
-
-        # Async generator functions: grpc.aio tells streaming handlers by that.
-        async def one_request(data: bytes, context: Context) -> AsyncIterator[Message]:
-            request = _Lazy(request_class, data)
-            async for answer in self._guarded(body, request, context, open_method=open_method):
+        # Async generator functions: grpc.aio tells streaming handlers by that. Requests are
+        # parsed inside the guard, so a bad message is answered and counted as any failure is.
+        async def responses(requests: Any, context: Context) -> AsyncIterator[Message]:
+            read = functools.partial(_parse_each, request_class, requests)
+            async for answer in self._guarded(body, read, context, rpc=rpc, public=public):
                 yield answer
 
-        if method.server_streaming:
-            return grpc.unary_stream_rpc_method_handler(one_request, response_serializer=serialize)
+        async def one_request(data: bytes, context: Context) -> AsyncIterator[Message]:
+            read = functools.partial(_parse, request_class, data)
+            async for answer in self._guarded(body, read, context, rpc=rpc, public=public):
+                yield answer
 
         async def unary(data: bytes, context: Context) -> Message:
             answers = [answer async for answer in one_request(data, context)]
             return answers[0]
 
+        if method.client_streaming:
+            return grpc.stream_stream_rpc_method_handler(responses, response_serializer=serialize)
+        if method.server_streaming:
+            return grpc.unary_stream_rpc_method_handler(one_request, response_serializer=serialize)
         return grpc.unary_unary_rpc_method_handler(unary, response_serializer=serialize)
 
     async def _guarded(
         self,
         body: Callable[[Any, Call], AsyncIterator[Message]],
-        request: Any,
+        read_request: Callable[[], Any],
         context: Context,
         *,
-        open_method: bool,
+        rpc: str,
+        public: bool,
     ) -> AsyncIterator[Message]:
         """Runs one call's method under the checks every call passes, and ends it with the status
         its failure maps to."""
@@ -165,12 +166,11 @@ class GrpcListener:
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
         failure: ServingError | None = None
         try:
-            if not open_method and not authorized(given.get("authorization", ""), self._expected):
+            if not public and not authorized(given.get("authorization", ""), self._expected):
                 raise ServingError(
                     401, "Unauthorized", "Missing or wrong 'authorization: Bearer' metadata"
                 )
-            if isinstance(request, _Lazy):
-                request = request.parse()
+            request = read_request()
             deadline = asyncio.timeout(_remaining(context))
             try:
                 async with deadline:
@@ -185,12 +185,12 @@ class GrpcListener:
         except ServingError as error:
             failure = error
         except Exception:
-            log.exception("unhandled error in gRPC call", extra={"request_id": request_id})
+            log.exception("unhandled error in %s", rpc, extra={"request_id": request_id})
             failure = ServingError(500, "InternalServerError", "Unexpected server error")
         self._metrics.response(failure.status if failure else 200)
         if failure is not None:
             if failure.status >= 500:
-                log.warning("gRPC call -> %s: %s", grpc_code(failure).name, failure.message,
+                log.warning("%s -> %s: %s", rpc, grpc_code(failure).name, failure.message,
                             extra={"request_id": request_id})  # fmt: skip
             await context.abort(grpc_code(failure), failure.message)
 
@@ -203,18 +203,6 @@ def _remaining(context: Context) -> float | None:
     if remaining is None or remaining > 1e9:
         return None
     return max(0.0, remaining - DEADLINE_MARGIN_S)
-
-
-class _Lazy:
-    """A unary call's request bytes, parsed inside the guard so a bad message is a clean
-    INVALID_ARGUMENT counted like any failed call."""
-
-    def __init__(self, message_class: type[Message], data: bytes) -> None:
-        self._message_class = message_class
-        self._data = data
-
-    def parse(self) -> Message:
-        return _parse(self._message_class, self._data)
 
 
 def _parse(message_class: type[Message], data: bytes) -> Message:

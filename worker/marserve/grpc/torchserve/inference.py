@@ -46,7 +46,7 @@ class TorchServeInference:
                 "StreamPredictions": self.stream_predictions,
                 "StreamPredictions2": self.stream_predictions2,
             },
-            open_methods={"Ping"},
+            public_methods={"Ping"},
         )
 
     async def ping(
