@@ -1,5 +1,6 @@
-"""gRPC ports in the server's life: one turned off is not bound, and SIGTERM lets a gRPC call in
-flight finish before the server exits 0."""
+"""gRPC ports in the server's life: one turned off is not bound (and with both off grpcio is not
+loaded), SIGTERM lets a gRPC call in flight finish before the server exits 0, and a model that
+failed to load is UNAVAILABLE."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import contextlib
 import json
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -88,3 +91,19 @@ def test_a_model_that_failed_to_load_is_unavailable(tmp_path: Path) -> None:
         assert "bad weights" in error.value.details()
     finally:
         stop_server(server)
+
+
+def test_with_both_ports_off_grpc_is_not_even_imported() -> None:
+    """Pods that serve no gRPC (the operator's default) spare grpcio's start-up and memory."""
+    code = (
+        "import sys\n"
+        "from marserve.server.app import Server\n"
+        "from marserve.server.config import ServerConfig\n"
+        "config = ServerConfig(grpc_inference_port=0, grpc_management_port=0)\n"
+        "assert Server(config, [])._grpc_listeners() == {}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'grpc'))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert completed.stdout.strip() == "[]"
