@@ -91,7 +91,7 @@ compat-torchserve: setup $(TS_VENV)/.installed ## marserve and TorchServe side b
 	$(BIN)/pytest -m compat tests/compat $(PYTEST_ARGS)
 
 BENCH_ARGS ?=
-bench: setup $(TS_VENV)/.installed ## marserve vs TorchServe vs the raw forward pass (bench/results/)
+bench: setup $(TS_VENV)/.installed ## marserve (HTTP and gRPC) vs TorchServe vs the raw forward pass (bench/results/)
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	PYTHONPATH=bench:tests $(PY) -m marbench --torchserve-venv $(TS_VENV) $(BENCH_ARGS)
 
