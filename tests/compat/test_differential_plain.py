@@ -206,16 +206,9 @@ def test_kept_difference_options_describes_the_model(pair: Pair) -> None:
 V2_BODY = {"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "TorchServe 0.12 without an envelope hands the handler the whole v2 JSON body as one "
-        "`body` input (a dict) and answers the handler's output as is (200, no Content-Type); "
-        "marserve decodes the tensors into inputs named by tensor and answers a v2 "
-        "`outputs` document"
-    ),
-)
 def test_v2_infer_without_envelope(pair: Pair) -> None:
+    """Without an envelope both hand the handler the whole v2 JSON body as one `body` input and
+    answer the handler's output as is."""
     torchserve, marserve = pair.ask(
         "POST", "/v2/models/echo/infer", body=json.dumps(V2_BODY).encode(), headers=JSON
     )
