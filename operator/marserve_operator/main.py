@@ -1,14 +1,17 @@
 """`marserve-operator`: runs the kopf operator with the settings read from the environment.
 
-kopf's usual knobs (liveness endpoint, peering, namespaces) are flags. The operator logs in one
-way, through kopf's own login with kubernetes_asyncio: the in-cluster service account, or else
-the kubeconfig (KUBECONFIG or ~/.kube/config).
+kopf's usual knobs are flags spelled as `kopf run` spells them (--standalone, -n/--namespace,
+-A/--all-namespaces, --peering, --priority, --dev, --liveness, --verbose, --debug, --quiet,
+--log-format, --log-refkey, --log-prefix); namespace flags override MARSERVE_WATCH_NAMESPACES.
+The operator logs in one way, through kopf's own login with kubernetes_asyncio: the in-cluster
+service account, or else the kubeconfig (KUBECONFIG or ~/.kube/config).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -97,18 +100,66 @@ async def run(
     )
 
 
-def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+# `kopf run --dev` takes over from a production operator of a lower priority.
+DEV_PRIORITY = 666
+
+
+class _UsageError(Exception):
+    """Flags that contradict each other; argparse reports it as it reports unknown flags."""
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="marserve-operator", description=__doc__)
     parser.add_argument(
+        "-L",
         "--liveness",
         default="http://0.0.0.0:8080/healthz",
         help="kopf's liveness endpoint (empty to disable)",
     )
-    parser.add_argument("--peering", help="a kopf peering name (default: standalone)")
-    parser.add_argument("--priority", type=int, default=0, help="peering priority")
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--log-format", choices=["plain", "full", "json"], default="json")
-    return parser.parse_args(argv)
+    parser.add_argument("--standalone", action="store_true", help="no peering (the default)")
+    parser.add_argument("-P", "--peering", help="a kopf peering name (default: standalone)")
+    parser.add_argument("-p", "--priority", type=int, default=0, help="peering priority")
+    parser.add_argument("--dev", action="store_true", help=f"peering priority {DEV_PRIORITY}")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        default=[],
+        help="a namespace (or pattern) to watch; repeatable; overrides MARSERVE_WATCH_NAMESPACES",
+    )
+    parser.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-d", "--debug", action="store_true", help="debug logging of kopf too")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument(
+        "--log-format", type=str.lower, choices=["plain", "full", "json"], default="json"
+    )
+    parser.add_argument("--log-refkey", help="the key of the object reference in JSON logs")
+    parser.add_argument("--log-prefix", action=argparse.BooleanOptionalAction, default=False)
+    args = parser.parse_args(argv)
+    try:
+        _check_flags(args)
+    except _UsageError as exc:
+        parser.error(str(exc))
+    return args
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    if args.namespaces and args.all_namespaces:
+        raise _UsageError("either --namespace or --all-namespaces can be used, not both")
+    if args.standalone and args.peering:
+        raise _UsageError("either --standalone or --peering can be used, not both")
+
+
+def watched_settings(settings: OperatorSettings, args: argparse.Namespace) -> OperatorSettings:
+    """The environment's settings with the namespace flags applied: flags win over
+    MARSERVE_WATCH_NAMESPACES, as a command line wins over the environment it runs in."""
+    if args.all_namespaces:
+        return dataclasses.replace(settings, watch_namespaces=())
+    if args.namespaces:
+        return dataclasses.replace(settings, watch_namespaces=tuple(dict.fromkeys(args.namespaces)))
+    return settings
 
 
 def _check_login() -> None:
@@ -126,10 +177,17 @@ def _check_login() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _arguments(argv)
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    args = parse_arguments(argv)
+    kopf.configure(
+        verbose=args.verbose,
+        debug=args.debug,
+        quiet=args.quiet,
+        log_format=kopf.LogFormat[args.log_format.upper()],
+        log_refkey=args.log_refkey,
+        log_prefix=args.log_prefix,
+    )
     try:
-        settings = OperatorSettings.from_env(os.environ)
+        settings = watched_settings(OperatorSettings.from_env(os.environ), args)
     except SettingsError as exc:
         print(f"marserve-operator: {exc}", file=sys.stderr)
         return 2
@@ -148,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings=settings,
             liveness_endpoint=args.liveness or None,
             peering=args.peering,
-            priority=args.priority,
+            priority=DEV_PRIORITY if args.dev else args.priority,
         )
     )
     return 0
