@@ -121,6 +121,7 @@ def test_the_operator_reads_every_operator_variable() -> None:
         "prometheus_url": "http://prometheus:9090",
         "model_volume_size_limit": "1Gi",
         "intel_gpu_resource": "gpu.intel.com/xe",
+        "http_add_on_interceptor": "interceptor.keda-http.svc:8080",
     }
     assert set(values) == {field.name for field in dataclasses.fields(contract.OPERATOR_ENV)}
     for field, value in values.items():

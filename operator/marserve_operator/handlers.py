@@ -66,7 +66,9 @@ async def _converge_live(
         )
     else:
         model = reconcile.parse(owner)
-        outcome = await reconcile.refresh_status(client, owner=owner, model=model, now=_now())
+        outcome = await reconcile.refresh_status(
+            client, owner=owner, model=model, settings=_settings(memo), now=_now()
+        )
     return owner, outcome
 
 

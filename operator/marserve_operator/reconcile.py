@@ -33,6 +33,7 @@ OWNED_KINDS: Final = (
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("policy/v1", "PodDisruptionBudget"),
     (MONITORING_API, "ServiceMonitor"),
+    (resources.HTTP_ADD_ON_API, "HTTPScaledObject"),
 )
 
 JsonObject = dict[str, Any]
@@ -169,7 +170,11 @@ async def prune(
     return deleted
 
 
-def model_url(model: ModelSpec) -> str:
+def model_url(model: ModelSpec, settings: OperatorSettings) -> str:
+    """Where clients send predictions: the model's Service, or the HTTP add-on's interceptor
+    when the model scales from zero (its Service has no endpoints while it has no pods)."""
+    if resources.scales_from_zero(model):
+        return resources.interceptor_url(model, settings)
     return f"http://{model.name}.{model.namespace}.svc:{INFERENCE_PORT.number}/predictions/{model.model_name}"
 
 
@@ -190,9 +195,11 @@ async def write_status(
 
 
 async def refresh_status(
-    client: cluster.Cluster, *, owner: Owner, model: ModelSpec, now: str
+    client: cluster.Cluster, *, owner: Owner, model: ModelSpec, settings: OperatorSettings, now: str
 ) -> Outcome:
     """Derive the status from the Deployment and Pods and write it if it changed."""
+    from_zero = resources.scales_from_zero(model)
+    add_on_missing = from_zero and not await client.serves(resources.HTTP_ADD_ON_API)
     deployment = await client.get(
         "apps/v1", "Deployment", namespace=owner.namespace, name=owner.name
     )
@@ -205,8 +212,10 @@ async def refresh_status(
         pods=pods,
         previous=owner.status,
         now=now,
-        url=model_url(model),
+        url=model_url(model, settings),
         selector=selector_string(model),
+        request_host=resources.request_host(model) if from_zero else None,
+        http_add_on_missing=add_on_missing,
     )
     wrote = await write_status(client, owner, new_status)
     events = status.transitions(owner.status, new_status) if wrote else []
@@ -239,9 +248,13 @@ async def converge(
     except SpecError as exc:
         return await _blocked(client, owner, reason=status.INVALID_SPEC, message=str(exc), now=now)
     monitoring = await client.serves(MONITORING_API)
+    from_zero = resources.scales_from_zero(model)
+    add_on = from_zero and await client.serves(resources.HTTP_ADD_ON_API)
     desired = [
         owned(obj, owner)
-        for obj in resources.desired_objects(model, settings, service_monitor_available=monitoring)
+        for obj in resources.desired_objects(
+            model, settings, service_monitor_available=monitoring, http_add_on_available=add_on
+        )
     ]
     actions = []
     try:
@@ -253,7 +266,7 @@ async def converge(
         reason = status.OWNERSHIP_CONFLICT
         return await _blocked(client, owner, reason=reason, message=str(exc), now=now)
     actions += await prune(client, owner, desired)
-    refreshed = await refresh_status(client, owner=owner, model=model, now=now)
+    refreshed = await refresh_status(client, owner=owner, model=model, settings=settings, now=now)
     return Outcome(actions, refreshed.status, refreshed.events)
 
 

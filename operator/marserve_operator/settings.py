@@ -37,6 +37,9 @@ class OperatorSettings:
     model_volume_size_limit: str = ""
     # The Intel device plugin names its resource by kernel driver (i915 or xe).
     intel_gpu_resource: str = "gpu.intel.com/i915"
+    # HOST:PORT of the KEDA HTTP add-on's interceptor Service, where clients of a model that
+    # scales from zero send requests.
+    http_add_on_interceptor: str = "keda-add-ons-http-interceptor-proxy.keda.svc:8080"
 
     @property
     def cluster_wide(self) -> bool:
@@ -73,6 +76,9 @@ class OperatorSettings:
             intel_gpu_resource=read(
                 OPERATOR_ENV.intel_gpu_resource, defaults.intel_gpu_resource, str
             ),
+            http_add_on_interceptor=read(
+                OPERATOR_ENV.http_add_on_interceptor, defaults.http_add_on_interceptor, _address
+            ),
         )
 
 
@@ -85,6 +91,13 @@ def _seconds(raw: str) -> int:
     if value < 0:
         raise ValueError("must be a whole number of seconds, 0 or more")
     return value
+
+
+def _address(raw: str) -> str:
+    host, _, port = raw.rpartition(":")
+    if not host or "/" in raw or not port.isdigit():
+        raise ValueError("must be HOST:PORT, such as keda-add-ons-http-interceptor-proxy.keda:8080")
+    return raw
 
 
 def _url(raw: str) -> str:

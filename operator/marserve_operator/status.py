@@ -17,6 +17,12 @@ from marserve_operator.spec import ModelSpec
 CONDITION_TYPES: Final = ("ArchiveReady", "Available", "Progressing", "ScalingActive")
 INVALID_SPEC: Final = "InvalidSpec"
 OWNERSHIP_CONFLICT: Final = "OwnershipConflict"
+HTTP_ADD_ON_MISSING: Final = "HTTPAddOnMissing"
+_ADD_ON_MISSING_MESSAGE: Final = (
+    "minReplicas 0 needs the KEDA HTTP add-on (http.keda.sh/v1alpha1) to start the first pod "
+    "when a request arrives; install it (helm install http-add-on kedacore/keda-add-ons-http "
+    "--namespace keda) or set minReplicas to 1. Until then nothing scales the model."
+)
 
 JsonObject = dict[str, Any]
 
@@ -40,6 +46,7 @@ WARNING_REASONS: Final = frozenset(
         "ProgressDeadlineExceeded",
         INVALID_SPEC,
         OWNERSHIP_CONFLICT,
+        HTTP_ADD_ON_MISSING,
     }
 )
 
@@ -151,15 +158,22 @@ def _progressing_condition(rollout: _Rollout, make: _Conditions) -> JsonObject:
     return make.make("Progressing", "True", "RollingOut", message)
 
 
-def _scaling_condition(model: ModelSpec, make: _Conditions) -> JsonObject:
+def _scaling_condition(
+    model: ModelSpec, make: _Conditions, *, request_host: str | None, http_add_on_missing: bool
+) -> JsonObject:
     scaling = model.autoscaling
     if scaling is None:
         message = f"fixed at {model.replicas} replicas"
         return make.make("ScalingActive", "False", "AutoscalingDisabled", message)
+    if http_add_on_missing:
+        return make.make("ScalingActive", "False", HTTP_ADD_ON_MISSING, _ADD_ON_MISSING_MESSAGE)
+    engine = scaling.engine if request_host is None else "keda http add-on"
     message = (
-        f"{scaling.engine} scales {scaling.min_replicas}..{scaling.max_replicas} replicas "
+        f"{engine} scales {scaling.min_replicas}..{scaling.max_replicas} replicas "
         f"on {scaling.metric} (target {scaling.target:g})"
     )
+    if request_host is not None:
+        message += f"; send requests to status.url with the header Host: {request_host}"
     return make.make("ScalingActive", "True", "AutoscalerConfigured", message)
 
 
@@ -184,8 +198,11 @@ def build_status(
     now: str,
     url: str,
     selector: str,
+    request_host: str | None = None,
+    http_add_on_missing: bool = False,
 ) -> JsonObject:
-    """The full status of one InferenceModel from its Deployment and Pods."""
+    """The full status of one InferenceModel from its Deployment and Pods. `request_host` is
+    the Host header clients must send to `url` when a proxy routes by it (scale from zero)."""
     found = inspect_pods(pods)
     rollout = _rollout(model, deployment)
     make = _Conditions(previous=previous, now=now, generation=model.generation)
@@ -195,12 +212,16 @@ def build_status(
             _archive_condition(found, rollout, make),
             _available_condition(found, rollout, make),
             _progressing_condition(rollout, make),
-            _scaling_condition(model, make),
+            _scaling_condition(
+                model, make, request_host=request_host, http_add_on_missing=http_add_on_missing
+            ),
         ],
         "replicas": rollout.replicas,
         "readyReplicas": rollout.ready,
         "selector": selector,
         "url": url,
+        # None, written as a merge patch, removes a host left from scaling from zero.
+        "host": request_host,
     }
     if model.generation is not None:
         status["observedGeneration"] = model.generation

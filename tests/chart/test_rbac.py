@@ -34,6 +34,7 @@ NAMESPACED_NEEDS: set[Permission] = (
     | _grant("autoscaling", "horizontalpodautoscalers", BY_NAME_AND_REMOVED)
     | _grant("policy", "poddisruptionbudgets", BY_NAME_AND_REMOVED)
     | _grant("keda.sh", "scaledobjects", BY_NAME_AND_REMOVED)
+    | _grant("http.keda.sh", "httpscaledobjects", BY_NAME_AND_REMOVED)
     | _grant("monitoring.coreos.com", "servicemonitors", BY_NAME_AND_REMOVED)
     | _grant("", "pods", ("list", "watch"))
     | _grant("", "events", ("create",))

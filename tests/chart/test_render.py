@@ -106,7 +106,7 @@ def test_the_operator_accepts_its_arguments_and_environment(
     render: str, request: pytest.FixtureRequest
 ) -> None:
     container = _operator_container(request.getfixturevalue(render))
-    arguments = operator_main._arguments(container["args"])  # exits on an unknown flag
+    arguments = operator_main.parse_arguments(container["args"])  # exits on an unknown flag
     assert arguments.peering is None  # standalone: no peering resources, so no RBAC for them
     environment = {variable["name"]: variable["value"] for variable in container["env"]}
     settings = OperatorSettings.from_env(environment)

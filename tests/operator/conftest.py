@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from marserve_operator import cluster as kube
 from marserve_operator.settings import OperatorSettings
 from support.operator_harness import (
     Kubectl,
     OperatorThread,
+    connect,
     create_crd,
     install_crd,
     kubeconfig_env,
     start_emulator,
 )
+from support.reconcile_driver import FAST
 from support.running_emulator import RunningEmulator
 
 
@@ -51,3 +54,14 @@ def api(cluster: RunningEmulator) -> RunningEmulator:
     """The emulator with the InferenceModel CRD installed, for tests that need no kubectl."""
     create_crd(cluster)
     return cluster
+
+
+@pytest.fixture
+async def client(api: RunningEmulator) -> AsyncIterator[kube.Cluster]:
+    """The operator's API client on the emulator, with quick retries."""
+    assert api.kubeconfig is not None
+    opened = await connect(api.kubeconfig, retry=FAST)
+    try:
+        yield opened
+    finally:
+        await opened.close()

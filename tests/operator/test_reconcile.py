@@ -4,56 +4,21 @@ pruning, discovery of optional APIs, ownership, and retries."""
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
-from typing import Any
 
 import kmock
 import pytest
 from kubernetes_asyncio.client import Configuration
 
 from marserve_operator import cluster, reconcile
-from marserve_operator.settings import OperatorSettings
 from support.kube_emulator import Failure
-from support.operator_harness import DEPLOYMENTS, MODELS, NAMESPACE, SERVICES, connect, model_path
+from support.operator_harness import DEPLOYMENTS, NAMESPACE, SERVICES, model_path
+from support.reconcile_driver import FAST, converge, create_model, owner
 from support.running_emulator import RunningEmulator
 
 HPAS = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers"
 PDBS = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets"
 MONITORS = "/apis/monitoring.coreos.com/v1/namespaces/ml/servicemonitors"
-NOW = "2026-11-22T01:00:00Z"
-FAST = cluster.RetryPolicy(attempts=4, first_delay=0.01, max_delay=0.05, request_timeout=5.0)
 AUTOSCALING = {"minReplicas": 2, "maxReplicas": 4, "metric": "inflight", "target": 8}
-
-
-@pytest.fixture
-async def client(api: RunningEmulator) -> AsyncIterator[cluster.Cluster]:
-    assert api.kubeconfig is not None
-    opened = await connect(api.kubeconfig, retry=FAST)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-def _create_model(api: RunningEmulator, name: str, **spec: Any) -> None:
-    body = {
-        "apiVersion": reconcile.API_VERSION,
-        "kind": reconcile.KIND,
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"archive": {"uri": "https://models.example.com/m.mar"}, "replicas": 2, **spec},
-    }
-    api.request("POST", MODELS, body)
-
-
-def _owner(api: RunningEmulator, name: str) -> reconcile.Owner:
-    body = api.get(model_path(name))
-    assert body is not None
-    return reconcile.Owner.from_body(body)
-
-
-async def _converge(api: RunningEmulator, client: cluster.Cluster, name: str) -> reconcile.Outcome:
-    settings = OperatorSettings()
-    return await reconcile.converge(client, owner=_owner(api, name), settings=settings, now=NOW)
 
 
 def _writes(api: RunningEmulator, since: int) -> list[str]:
@@ -74,8 +39,8 @@ def _versions(api: RunningEmulator, name: str) -> dict[str, str]:
 async def test_second_converge_writes_nothing(
     api: RunningEmulator, client: cluster.Cluster
 ) -> None:
-    _create_model(api, "idem")
-    first = await _converge(api, client, "idem")
+    create_model(api, "idem")
+    first = await converge(api, client, "idem")
     assert sorted(first.actions) == [
         "created Deployment",
         "created PodDisruptionBudget",
@@ -83,7 +48,7 @@ async def test_second_converge_writes_nothing(
     ]
     assert first.events  # the first status is news
     mark, versions = len(api.log()), _versions(api, "idem")
-    second = await _converge(api, client, "idem")
+    second = await converge(api, client, "idem")
     assert (second.actions, list(second.events)) == ([], [])
     assert _writes(api, mark) == []
     assert _versions(api, "idem") == versions
@@ -92,14 +57,14 @@ async def test_second_converge_writes_nothing(
 async def test_autoscaler_and_budget_follow_the_spec(
     api: RunningEmulator, client: cluster.Cluster
 ) -> None:
-    _create_model(api, "scales", autoscaling=AUTOSCALING)
-    await _converge(api, client, "scales")
+    create_model(api, "scales", autoscaling=AUTOSCALING)
+    await converge(api, client, "scales")
     assert api.get(f"{HPAS}/scales") is not None
     assert api.get(f"{PDBS}/scales") is not None
     assert "replicas" not in (api.get(f"{DEPLOYMENTS}/scales") or {})["spec"]
 
     api.request("PATCH", model_path("scales"), {"spec": {"autoscaling": None, "replicas": 1}})
-    outcome = await _converge(api, client, "scales")
+    outcome = await converge(api, client, "scales")
     assert sorted(outcome.actions) == [
         "deleted HorizontalPodAutoscaler",
         "deleted PodDisruptionBudget",
@@ -122,23 +87,23 @@ async def test_objects_owned_by_others_are_left_alone(
         },
     }
     api.request("POST", HPAS, foreign)
-    _create_model(api, "shared")
-    await _converge(api, client, "shared")
+    create_model(api, "shared")
+    await converge(api, client, "shared")
     assert (api.get(f"{HPAS}/shared") or {})["spec"]["maxReplicas"] == 3
 
 
 async def test_service_monitor_only_when_its_api_is_served(
     api: RunningEmulator, client: cluster.Cluster
 ) -> None:
-    _create_model(api, "watched")
-    await _converge(api, client, "watched")
+    create_model(api, "watched")
+    await converge(api, client, "watched")
     assert api.get(f"{MONITORS}/watched") is None
 
     api.emulator.resources["monitoring.coreos.com/v1/servicemonitors"] = kmock.ResourceInfo(
         kind="ServiceMonitor", namespaced=True, verbs={"get", "list", "create", "patch", "delete"}
     )
     try:
-        outcome = await _converge(api, client, "watched")
+        outcome = await converge(api, client, "watched")
         assert "created ServiceMonitor" in outcome.actions
         monitor = api.get(f"{MONITORS}/watched")
         assert monitor is not None
@@ -151,8 +116,8 @@ async def test_service_monitor_only_when_its_api_is_served(
 async def test_invalid_spec_writes_a_condition_and_no_objects(
     api: RunningEmulator, client: cluster.Cluster
 ) -> None:
-    _create_model(api, "invalid", workersPerReplica=-3)
-    outcome = await _converge(api, client, "invalid")
+    create_model(api, "invalid", workersPerReplica=-3)
+    outcome = await converge(api, client, "invalid")
     assert outcome.actions == []
     model = api.get(model_path("invalid")) or {}
     progressing = next(c for c in model["status"]["conditions"] if c["type"] == "Progressing")
@@ -164,9 +129,9 @@ async def test_invalid_spec_writes_a_condition_and_no_objects(
 async def test_remove_deletes_what_the_model_owns(
     api: RunningEmulator, client: cluster.Cluster
 ) -> None:
-    _create_model(api, "removed")
-    await _converge(api, client, "removed")
-    removed = await reconcile.remove(client, _owner(api, "removed"))
+    create_model(api, "removed")
+    await converge(api, client, "removed")
+    removed = await reconcile.remove(client, owner(api, "removed"))
     assert sorted(removed) == [
         "deleted Deployment",
         "deleted PodDisruptionBudget",
@@ -178,7 +143,7 @@ async def test_remove_deletes_what_the_model_owns(
 async def test_client_retries_server_errors_and_conflicts(
     api: RunningEmulator, client: cluster.Cluster
 ) -> None:
-    _create_model(api, "retried")
+    create_model(api, "retried")
     api.fail(Failure("PATCH", model_path("retried") + "/status", 500, "InternalError", times=2))
     api.fail(Failure("GET", model_path("retried"), 409, "Conflict"))
     api.fail(Failure("GET", model_path("retried"), 429, "TooManyRequests"))
@@ -234,10 +199,10 @@ def test_resource_paths_need_no_discovery() -> None:
 async def test_remove_leaves_a_forbidden_delete_to_garbage_collection(
     api: RunningEmulator, client: cluster.Cluster
 ) -> None:
-    _create_model(api, "gc")
-    await _converge(api, client, "gc")
+    create_model(api, "gc")
+    await converge(api, client, "gc")
     api.fail(Failure("DELETE", f"{DEPLOYMENTS}/gc", 403, "Forbidden"))
-    removed = await reconcile.remove(client, _owner(api, "gc"))
+    removed = await reconcile.remove(client, owner(api, "gc"))
     assert "left Deployment to garbage collection" in removed
     assert "deleted Service" in removed
 
@@ -258,8 +223,8 @@ async def test_an_object_another_controller_owns_is_not_taken_over(
         "spec": {"replicas": 7},
     }
     api.request("POST", DEPLOYMENTS, theirs)
-    _create_model(api, "taken")
-    outcome = await _converge(api, client, "taken")
+    create_model(api, "taken")
+    outcome = await converge(api, client, "taken")
     progressing = next(c for c in outcome.status["conditions"] if c["type"] == "Progressing")
     assert progressing["reason"] == "OwnershipConflict"
     assert "controlled by Other x" in progressing["message"]

@@ -17,6 +17,7 @@ from marserve_operator import resources
 from marserve_operator.resources import metrics_queries
 from marserve_operator.settings import OperatorSettings
 from marserve_operator.spec import ModelSpec
+from support import crd_schema
 from support.operator_fixtures import (
     DIGEST,
     FULL_SPEC,
@@ -34,6 +35,10 @@ SPEC_VARIANTS: dict[str, dict[str, Any]] = {
     "s3-keda": {
         "archive": {"uri": "s3://bucket/resnet.mar", "secretRef": {"name": "aws"}},
         "autoscaling": {"minReplicas": 0, "maxReplicas": 5, "engine": "keda", "target": 2.5},
+    },
+    "keda-prometheus": {
+        **minimal_spec(),
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 5, "engine": "keda", "target": 2.5},
     },
     "intel-rps": {
         **minimal_spec(),
@@ -75,7 +80,9 @@ def volume(deployment: dict[str, Any], name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("name", list(SPEC_VARIANTS))
 @pytest.mark.parametrize("monitor", [True, False])
 def test_every_built_in_object_validates_strictly(name: str, monitor: bool) -> None:
-    objects = resources.desired_objects(variant(name), SETTINGS, service_monitor_available=monitor)
+    objects = resources.desired_objects(
+        variant(name), SETTINGS, service_monitor_available=monitor, http_add_on_available=True
+    )
     kinds = [obj["kind"] for obj in objects]
     assert kinds[:2] == ["Deployment", "Service"]
     assert ("ServiceMonitor" in kinds) == monitor
@@ -83,7 +90,9 @@ def test_every_built_in_object_validates_strictly(name: str, monitor: bool) -> N
         assert obj["metadata"]["name"] == variant(name).name
         assert obj["metadata"]["namespace"] == "ml"
         assert obj["metadata"]["labels"] == resources.labels(variant(name))
-        if obj["apiVersion"] not in ("keda.sh/v1alpha1", "monitoring.coreos.com/v1"):
+        if obj["apiVersion"] == resources.HTTP_ADD_ON_API:
+            assert crd_schema.published_errors(crd_schema.HTTP_SCALED_OBJECT_CRD, obj) == []
+        elif obj["apiVersion"] not in ("keda.sh/v1alpha1", "monitoring.coreos.com/v1"):
             kube_validate(obj)
 
 
@@ -564,13 +573,13 @@ def test_hpa_scales_on_the_pods_metric(
 
 def test_keda_scaled_object_queries_prometheus() -> None:
     settings = OperatorSettings(prometheus_url="http://prom.monitoring:9090")
-    m = variant("s3-keda")
+    m = variant("keda-prometheus")
     scaled = resources.autoscaler(m, settings)
     assert scaled is not None
     assert (scaled["apiVersion"], scaled["kind"]) == ("keda.sh/v1alpha1", "ScaledObject")
     spec = scaled["spec"]
     assert spec["scaleTargetRef"]["name"] == "resnet"
-    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 5)
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 5)
     assert spec["cooldownPeriod"] == 300
     behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
@@ -662,14 +671,19 @@ def test_pod_disruption_budget_only_with_more_than_one_pod(
 
 
 def test_desired_objects_cover_each_combination() -> None:
-    for name, monitor in itertools.product(SPEC_VARIANTS, (True, False)):
+    for name, monitor, add_on in itertools.product(SPEC_VARIANTS, (True, False), (True, False)):
         m = variant(name)
         kinds = {
             o["kind"]
-            for o in resources.desired_objects(m, SETTINGS, service_monitor_available=monitor)
+            for o in resources.desired_objects(
+                m, SETTINGS, service_monitor_available=monitor, http_add_on_available=add_on
+            )
         }
         expected = {"Deployment", "Service"}
-        if m.autoscaling is not None:
+        if resources.scales_from_zero(m):
+            if add_on:
+                expected.add("HTTPScaledObject")
+        elif m.autoscaling is not None:
             expected.add(
                 "ScaledObject" if m.autoscaling.engine == "keda" else "HorizontalPodAutoscaler"
             )

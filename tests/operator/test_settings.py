@@ -27,6 +27,7 @@ def test_every_variable_is_read() -> None:
             "MARSERVE_PROMETHEUS_URL": "http://prom.monitoring:9090/",
             "MARSERVE_MODEL_VOLUME_SIZE_LIMIT": "20Gi",
             "MARSERVE_INTEL_GPU_RESOURCE": "gpu.intel.com/xe",
+            "MARSERVE_HTTP_ADD_ON_INTERCEPTOR": "interceptor.keda-http:8080",
             "UNRELATED": "ignored",
         }
     )
@@ -39,6 +40,7 @@ def test_every_variable_is_read() -> None:
         prometheus_url="http://prom.monitoring:9090",
         model_volume_size_limit="20Gi",
         intel_gpu_resource="gpu.intel.com/xe",
+        http_add_on_interceptor="interceptor.keda-http:8080",
     )
     assert not settings.cluster_wide
 
@@ -53,6 +55,8 @@ def test_blank_values_keep_defaults() -> None:
         ("MARSERVE_STARTUP_BUDGET_SECONDS", "ten"),
         ("MARSERVE_PRE_STOP_SECONDS", "-1"),
         ("MARSERVE_PROMETHEUS_URL", "prometheus:9090"),
+        ("MARSERVE_HTTP_ADD_ON_INTERCEPTOR", "http://interceptor:8080"),
+        ("MARSERVE_HTTP_ADD_ON_INTERCEPTOR", "interceptor"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:

@@ -22,11 +22,21 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO_ROOT / "crds" / "inferencemodel.yaml"
+# Third-party CRDs as their projects publish them (sources and versions in the README there).
+PUBLISHED_CRDS = Path(__file__).resolve().parent / "published_crds"
+HTTP_SCALED_OBJECT_CRD = PUBLISHED_CRDS / "http.keda.sh_httpscaledobjects.yaml"
 
 
 def load_crd(path: Path = CRD_PATH) -> dict[str, Any]:
     crd: dict[str, Any] = yaml.safe_load(path.read_text())
     return crd
+
+
+def published_errors(path: Path, obj: Mapping[str, Any]) -> list[str]:
+    """Schema and CEL violations of `obj` against a published CRD, for the version `obj` names."""
+    crd = load_crd(path)
+    version = obj["apiVersion"].rpartition("/")[2]
+    return errors(crd, obj, version) + cel_violations(crd, obj, version)
 
 
 def openapi_schema(crd: Mapping[str, Any], version: str | None = None) -> dict[str, Any]:
@@ -142,9 +152,11 @@ def _nodes_at(obj: Any, path: tuple[str, ...]) -> Iterator[Any]:
         yield from _nodes_at(obj[path[0]], path[1:])
 
 
-def cel_violations(crd: Mapping[str, Any], obj: Mapping[str, Any]) -> list[str]:
+def cel_violations(
+    crd: Mapping[str, Any], obj: Mapping[str, Any], version: str | None = None
+) -> list[str]:
     """The messages of the CEL rules `obj` breaks, evaluated after defaulting like the server."""
-    schema = openapi_schema(crd)
+    schema = openapi_schema(crd, version)
     defaulted = apply_defaults(schema, obj)
     broken = []
     for path, rule, message in cel_rules(schema):

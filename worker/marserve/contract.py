@@ -111,6 +111,7 @@ class OperatorEnv:
     prometheus_url: str = "MARSERVE_PROMETHEUS_URL"
     model_volume_size_limit: str = "MARSERVE_MODEL_VOLUME_SIZE_LIMIT"
     intel_gpu_resource: str = "MARSERVE_INTEL_GPU_RESOURCE"
+    http_add_on_interceptor: str = "MARSERVE_HTTP_ADD_ON_INTERCEPTOR"
 
 
 WORKER_ENV: Final = WorkerEnv()

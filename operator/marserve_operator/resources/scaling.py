@@ -1,4 +1,5 @@
-"""The autoscaler (an HPA or a KEDA ScaledObject) and the PodDisruptionBudget of a model."""
+"""The autoscaler (an HPA, a KEDA ScaledObject, or the KEDA HTTP add-on's HTTPScaledObject when the
+model scales from zero) and the PodDisruptionBudget of a model."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from marserve_operator.resources.metadata import object_meta, selector
 from marserve_operator.resources.metrics_queries import METRIC_QUERIES, keda_query
+from marserve_operator.resources.scale_from_zero import http_scaled_object, scales_from_zero
 from marserve_operator.settings import OperatorSettings
 from marserve_operator.spec import Autoscaling, ModelSpec, quantity
 
@@ -55,8 +57,7 @@ def horizontal_pod_autoscaler(model: ModelSpec, scaling: Autoscaling) -> dict[st
 def scaled_object(
     model: ModelSpec, scaling: Autoscaling, settings: OperatorSettings
 ) -> dict[str, Any]:
-    """A KEDA ScaledObject whose prometheus trigger holds the summed metric at target per pod;
-    KEDA itself handles 0 <-> 1 when minReplicas is 0."""
+    """A KEDA ScaledObject whose prometheus trigger holds the summed metric at target per pod."""
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -91,6 +92,8 @@ def autoscaler(model: ModelSpec, settings: OperatorSettings) -> dict[str, Any] |
     scaling = model.autoscaling
     if scaling is None:
         return None
+    if scales_from_zero(model):
+        return http_scaled_object(model, scaling)
     if scaling.engine == "keda":
         return scaled_object(model, scaling, settings)
     return horizontal_pod_autoscaler(model, scaling)
