@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
 from marserve.contract import (
@@ -20,6 +20,7 @@ from marserve.contract import (
     Port,
 )
 from marserve_operator.spec_fields import SpecError, SpecFields
+from marserve_operator.spec_pod import PodCustomisation, parse_pod
 
 __all__ = [
     "ACCELERATORS",
@@ -37,6 +38,7 @@ __all__ = [
     "Grpc",
     "Metric",
     "ModelSpec",
+    "PodCustomisation",
     "SpecError",
     "TokenSecretRef",
     "parse_spec",
@@ -172,6 +174,7 @@ class ModelSpec:
     auth: TokenSecretRef | None = None
     dependencies: Dependencies = Dependencies()
     grpc: Grpc = Grpc()
+    pod: PodCustomisation = field(default_factory=PodCustomisation)
 
 
 def _archive(fields: SpecFields) -> Archive:
@@ -352,4 +355,5 @@ def parse_spec(
             enabled=fields.obj("grpc").boolean("enabled", False),
             management=fields.obj("grpc").boolean("management", False),
         ),
+        pod=parse_pod(fields.obj("pod")),
     )

@@ -308,6 +308,45 @@ CEL_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"accelerator": {"type": "amd", "count": 0}},
         {"accelerator": {"type": "none", "count": 0}},
     ),
+    "pod.labels must not set the labels the operator sets": (
+        {"pod": {"labels": {"team": "a", "app.kubernetes.io/instance": "other"}}},
+        {"pod": {"labels": {"team": "a", "app.kubernetes.io/part-of": "search"}}},
+    ),
+    "pod.annotations must not set the annotations the operator sets": (
+        {"pod": {"annotations": {"serving.marserve.io/spec-hash": "0"}}},
+        {"pod": {"annotations": {"prometheus.io/scheme": "http"}}},
+    ),
+    "pod.volumes must not use a volume name the operator uses": (
+        {"pod": {"volumes": [{"name": "marserve-cache", "emptyDir": {}}]}},
+        {"pod": {"volumes": [{"name": "cache", "emptyDir": {}}]}},
+    ),
+    "pod.volumeMounts must each mount one of pod.volumes": (
+        {"pod": {"volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}},
+        {
+            "pod": {
+                "volumes": [{"name": "cache", "emptyDir": {}}],
+                "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+            }
+        },
+    ),
+    "pod.volumeMounts must not overlap a path the operator mounts": (
+        {
+            "pod": {
+                "volumes": [{"name": "cache", "emptyDir": {}}],
+                "volumeMounts": [{"name": "cache", "mountPath": "/mnt"}],
+            }
+        },
+        {
+            "pod": {
+                "volumes": [{"name": "cache", "emptyDir": {}}],
+                "volumeMounts": [{"name": "cache", "mountPath": "/mnt/cache"}],
+            }
+        },
+    ),
+    "pod.envFrom prefixes must not start with MARSERVE_": (
+        {"pod": {"envFrom": [{"secretRef": {"name": "s"}, "prefix": "MARSERVE_"}]}},
+        {"pod": {"envFrom": [{"secretRef": {"name": "s"}, "prefix": "APP_MARSERVE_"}]}},
+    ),
 }
 
 

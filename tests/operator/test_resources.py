@@ -414,6 +414,8 @@ ROLLING_CHANGES: list[dict[str, Any]] = [
     {"auth": None},
     {"grpc": {"enabled": True}},
     {"grpc": {"management": True}},
+    {"pod": {"shmSize": "1Gi"}},
+    {"pod": {"labels": {"team": "search"}}},
 ]
 SCALING_CHANGES: list[dict[str, Any]] = [
     {"replicas": 5},

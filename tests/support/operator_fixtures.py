@@ -63,6 +63,22 @@ FULL_SPEC: dict[str, Any] = {
         "timeoutSeconds": 900,
     },
     "grpc": {"enabled": True, "management": True},
+    "pod": {
+        "labels": {"team": "vision"},
+        "annotations": {"sidecar.istio.io/inject": "true"},
+        "volumes": [{"name": "datasets", "persistentVolumeClaim": {"claimName": "datasets"}}],
+        "volumeMounts": [{"name": "datasets", "mountPath": "/data", "readOnly": True}],
+        "envFrom": [{"configMapRef": {"name": "model-settings"}, "prefix": "APP_"}],
+        "shmSize": "2Gi",
+        "priorityClassName": "inference",
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+            }
+        ],
+    },
 }
 
 SETTINGS = OperatorSettings()

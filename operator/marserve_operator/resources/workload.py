@@ -34,6 +34,7 @@ from marserve_operator.resources.metadata import (
     scrape_annotations,
     selector,
 )
+from marserve_operator.resources.pod_customisation import customised
 from marserve_operator.settings import OperatorSettings
 from marserve_operator.spec import ModelSpec
 
@@ -294,6 +295,7 @@ def pod_template(model: ModelSpec, settings: OperatorSettings) -> dict[str, Any]
         "metadata": {"labels": labels(model), "annotations": scrape_annotations()},
         "spec": pod,
     }
+    template = customised(template, model, selector=selector(model))
     template["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = spec_hash(template)
     return template
 
