@@ -34,6 +34,7 @@ OWNED_KINDS: Final = (
     ("policy/v1", "PodDisruptionBudget"),
     (MONITORING_API, "ServiceMonitor"),
     (resources.HTTP_ADD_ON_API, "HTTPScaledObject"),
+    (resources.GATEWAY_API, "HTTPRoute"),
 )
 
 JsonObject = dict[str, Any]
@@ -142,6 +143,11 @@ async def apply(client: cluster.Cluster, obj: Mapping[str, Any]) -> str:
     return "unchanged" if _version(applied) == _version(live) else "patched"
 
 
+def owned_names(name: str) -> tuple[str, ...]:
+    """The names a model's objects may have: its own, and its canary revision's."""
+    return (name, f"{name}{resources.CANARY_SUFFIX}")
+
+
 async def prune(
     client: cluster.Cluster,
     owner: Owner,
@@ -149,24 +155,27 @@ async def prune(
     *,
     garbage_collected: bool = False,
 ) -> list[str]:
-    """Delete objects of the owned kinds that this model owns but no longer wants. When the
-    model itself is going, a refused delete is left to the garbage collector."""
-    wanted = {(obj["apiVersion"], obj["kind"]) for obj in keep}
+    """Delete objects of the owned kinds that this model owns but no longer wants (a canary's,
+    once it is promoted or rolled back, among them). When the model itself is going, a refused
+    delete is left to the garbage collector."""
+    wanted = {(obj["apiVersion"], obj["kind"], obj["metadata"]["name"]) for obj in keep}
     deleted = []
     for api_version, kind in OWNED_KINDS:
-        if (api_version, kind) in wanted:
-            continue
-        where = {"namespace": owner.namespace, "name": owner.name}
-        live = await client.get(api_version, kind, **where)
-        if live is None or not owner.owns(live):
-            continue
-        try:
-            if await client.delete(api_version, kind, **where):
-                deleted.append(f"deleted {kind}")
-        except cluster.ApiError as exc:
-            if not (garbage_collected and exc.status == 403):
-                raise
-            deleted.append(f"left {kind} to garbage collection")
+        for name in owned_names(owner.name):
+            if (api_version, kind, name) in wanted:
+                continue
+            where = {"namespace": owner.namespace, "name": name}
+            live = await client.get(api_version, kind, **where)
+            if live is None or not owner.owns(live):
+                continue
+            suffix = "" if name == owner.name else f" {name}"
+            try:
+                if await client.delete(api_version, kind, **where):
+                    deleted.append(f"deleted {kind}{suffix}")
+            except cluster.ApiError as exc:
+                if not (garbage_collected and exc.status == 403):
+                    raise
+                deleted.append(f"left {kind}{suffix} to garbage collection")
     return deleted
 
 
@@ -180,6 +189,56 @@ def model_url(model: ModelSpec, settings: OperatorSettings) -> str:
 
 def selector_string(model: ModelSpec) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(resources.selector(model).items()))
+
+
+async def _deployment(client: cluster.Cluster, model: ModelSpec) -> JsonObject | None:
+    name = resources.object_name(model)
+    return await client.get("apps/v1", "Deployment", namespace=model.namespace, name=name)
+
+
+async def plan_canary(
+    client: cluster.Cluster, model: ModelSpec
+) -> tuple[resources.CanaryPlan, JsonObject | None] | None:
+    """The canary's plan from what runs now, with its live Deployment; None without a canary.
+    Readiness is judged against the replica count the plan asks of the canary."""
+    if model.canary is None:
+        return None
+    gateway = model.gateway is not None and await client.serves(resources.GATEWAY_API)
+    stable_now = None
+    if model.autoscaling is not None:
+        stable = await _deployment(client, model)
+        stable_now = ((stable or {}).get("spec") or {}).get("replicas")
+    unready = resources.plan_canary(
+        model, gateway_served=gateway, canary_ready=False, stable_now=stable_now
+    )
+    canary = resources.canary_revision(model, replicas=unready.canary_replicas)
+    live = await _deployment(client, canary)
+    ready = status.deployment_ready(canary, live)
+    plan = resources.plan_canary(
+        model, gateway_served=gateway, canary_ready=ready, stable_now=stable_now
+    )
+    return plan, live
+
+
+async def _observe_canary(
+    client: cluster.Cluster, model: ModelSpec
+) -> status.CanaryObservation | None:
+    planned = await plan_canary(client, model)
+    if planned is None:
+        return None
+    plan, live = planned
+    canary = resources.canary_revision(model, replicas=plan.canary_replicas)
+    pods = await client.list(
+        "v1", "Pod", namespace=model.namespace, label_selector=selector_string(canary)
+    )
+    return status.CanaryObservation(
+        model=canary,
+        deployment=live,
+        pods=pods,
+        split=plan.split,
+        weight=plan.canary_weight,
+        stable_replicas=plan.stable_replicas,
+    )
 
 
 async def write_status(
@@ -216,6 +275,7 @@ async def refresh_status(
         selector=selector_string(model),
         request_host=resources.request_host(model) if from_zero else None,
         http_add_on_missing=add_on_missing,
+        canary=await _observe_canary(client, model),
     )
     wrote = await write_status(client, owner, new_status)
     events = status.transitions(owner.status, new_status) if wrote else []
@@ -250,10 +310,17 @@ async def converge(
     monitoring = await client.serves(MONITORING_API)
     from_zero = resources.scales_from_zero(model)
     add_on = from_zero and await client.serves(resources.HTTP_ADD_ON_API)
+    gateway = model.gateway is not None and await client.serves(resources.GATEWAY_API)
+    planned = await plan_canary(client, model)
     desired = [
         owned(obj, owner)
         for obj in resources.desired_objects(
-            model, settings, service_monitor_available=monitoring, http_add_on_available=add_on
+            model,
+            settings,
+            service_monitor_available=monitoring,
+            http_add_on_available=add_on,
+            gateway_available=gateway,
+            canary=planned[0] if planned else None,
         )
     ]
     actions = []

@@ -33,12 +33,15 @@ __all__ = [
     "Archive",
     "Autoscaling",
     "Batching",
+    "Canary",
     "Dependencies",
     "Engine",
+    "GatewayRef",
     "Grpc",
     "Metric",
     "ModelSpec",
     "PodCustomisation",
+    "Revision",
     "SpecError",
     "TokenSecretRef",
     "parse_spec",
@@ -51,11 +54,14 @@ ACCELERATORS: Final = ("none", "nvidia", "intel-xpu", "amd")
 PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
 
 Metric = Literal["inflight", "queueDepth", "requestsPerSecond"]
+Revision = Literal["stable", "canary"]
 Engine = Literal["hpa", "keda"]
 AcceleratorType = Literal["none", "nvidia", "intel-xpu", "amd"]
 
 # The InferenceModel's name becomes a Service name (a DNS-1035 label) and a label value.
 _OBJECT_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+# A canary's objects are named NAME-canary, which must stay a 63-character DNS label.
+_CANARY_NAME_LENGTH: Final = 63 - len("-canary")
 _SHA256 = re.compile(r"[a-f0-9]{64}")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Kubernetes' quantity grammar, as the CRD's pattern for resources states it.
@@ -147,6 +153,23 @@ class TokenSecretRef:
 
 
 @dataclass(frozen=True)
+class Canary:
+    """A second archive served beside the stable one, taking `traffic_percent` of requests."""
+
+    archive: Archive
+    traffic_percent: int
+
+
+@dataclass(frozen=True)
+class GatewayRef:
+    """The Gateway API Gateway (listener) a model's HTTPRoute attaches to."""
+
+    name: str
+    namespace: str | None = None
+    section_name: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One InferenceModel, defaults applied. Kubernetes pass-through fields stay plain data."""
 
@@ -175,6 +198,11 @@ class ModelSpec:
     dependencies: Dependencies = Dependencies()
     grpc: Grpc = Grpc()
     pod: PodCustomisation = field(default_factory=PodCustomisation)
+    canary: Canary | None = None
+    gateway: GatewayRef | None = None
+    # Which of the model's Deployments this spec renders: the canary's is derived from the
+    # stable one by `canary_revision`.
+    revision: Revision = "stable"
 
 
 def _archive(fields: SpecFields) -> Archive:
@@ -300,6 +328,25 @@ def _auth(fields: SpecFields) -> TokenSecretRef | None:
     )
 
 
+def _canary(fields: SpecFields) -> Canary | None:
+    if not fields.data:
+        return None
+    return Canary(
+        archive=_archive(fields.obj("archive")),
+        traffic_percent=fields.integer("trafficPercent", 0, low=0, high=100),
+    )
+
+
+def _gateway(fields: SpecFields) -> GatewayRef | None:
+    if not fields.data:
+        return None
+    return GatewayRef(
+        name=cast(str, fields.text("name", required=True)),
+        namespace=fields.text("namespace"),
+        section_name=fields.text("sectionName"),
+    )
+
+
 def parse_spec(
     *, name: str, namespace: str, spec: Mapping[str, Any], generation: int | None = None
 ) -> ModelSpec:
@@ -310,6 +357,11 @@ def parse_spec(
             "with a letter: it names the model's Service and labels its pods"
         )
     fields = SpecFields(spec, "")
+    if fields.has("canary") and len(name) > _CANARY_NAME_LENGTH:
+        raise SpecError(
+            f"metadata.name {name!r} must be at most {_CANARY_NAME_LENGTH} characters with a "
+            "canary: the canary's Service and labels are NAME-canary"
+        )
     batching_fields = fields.obj("batching")
     batching = Batching(
         max_batch_size=batching_fields.integer("maxBatchSize", 1, low=1, high=1024),
@@ -356,4 +408,6 @@ def parse_spec(
             management=fields.obj("grpc").boolean("management", False),
         ),
         pod=parse_pod(fields.obj("pod")),
+        canary=_canary(fields.obj("canary")),
+        gateway=_gateway(fields.obj("gatewayRef")),
     )

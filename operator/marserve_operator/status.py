@@ -7,6 +7,7 @@ is a tested mapping to a phase and a condition with a reason and the cluster's o
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -15,6 +16,8 @@ from marserve_operator.pod_findings import PodFindings, inspect_pods
 from marserve_operator.spec import ModelSpec
 
 CONDITION_TYPES: Final = ("ArchiveReady", "Available", "Progressing", "ScalingActive")
+# Present only while the model has a canary.
+CANARY_CONDITION: Final = "CanaryReady"
 INVALID_SPEC: Final = "InvalidSpec"
 OWNERSHIP_CONFLICT: Final = "OwnershipConflict"
 HTTP_ADD_ON_MISSING: Final = "HTTPAddOnMissing"
@@ -189,6 +192,66 @@ def _phase(found: PodFindings, rollout: _Rollout) -> str:
     return "Extracting" if found.extracting or found.installing_dependencies else "Pending"
 
 
+@dataclass(frozen=True)
+class CanaryObservation:
+    """The canary revision as the cluster shows it, and how requests reach it."""
+
+    model: ModelSpec  # the canary revision's ModelSpec
+    deployment: Mapping[str, Any] | None
+    pods: Sequence[Mapping[str, Any]]
+    split: str  # HTTPRoute or Replicas
+    weight: int  # percent of requests routed to it now (0 until it is ready)
+    # The stable replicas while the canary runs; None when an autoscaler decides them.
+    stable_replicas: int | None = None
+
+
+def deployment_ready(model: ModelSpec, deployment: Mapping[str, Any] | None) -> bool:
+    """Whether every asked-for replica of the revision is updated and ready."""
+    rollout = _rollout(model, deployment)
+    return rollout.desired > 0 and rollout.complete
+
+
+def _canary_condition(canary: CanaryObservation, make: _Conditions) -> JsonObject:
+    rollout = _rollout(canary.model, canary.deployment)
+    found = inspect_pods(canary.pods)
+    problem = found.archive_failure or found.crash_loop or found.image_pull or found.unschedulable
+    if rollout.desired == 0:
+        message = "trafficPercent is 0: no canary pods run"
+        return make.make(CANARY_CONDITION, "False", "NoTraffic", message)
+    if deployment_ready(canary.model, canary.deployment):
+        message = f"{rollout.ready}/{rollout.desired} canary replicas ready"
+        return make.make(CANARY_CONDITION, "True", "CanaryReady", message)
+    if problem:
+        message = f"the canary takes no traffic until it is ready: {problem.message}"
+        return make.make(CANARY_CONDITION, "False", problem.reason, message)
+    reason = "Loading" if found.loading else "Pending"
+    message = f"{rollout.ready}/{rollout.desired} canary replicas ready; it takes no traffic yet"
+    return make.make(CANARY_CONDITION, "False", reason, message)
+
+
+def _revisions(model: ModelSpec, stable: _Rollout, canary: CanaryObservation) -> list[JsonObject]:
+    """Both revisions with their readiness and the share of requests each gets now: the
+    route's weights, or the ready pods' proportion behind the one Service."""
+    canary_rollout = _rollout(canary.model, canary.deployment)
+    share = canary.weight
+    if canary.split == "Replicas" and canary.weight > 0:
+        ready = stable.ready + canary_rollout.ready
+        share = round(100 * canary_rollout.ready / ready) if ready else 0
+    return [
+        {
+            "revision": revision.revision,
+            "archive": revision.archive.uri,
+            "replicas": numbers.replicas,
+            "readyReplicas": numbers.ready,
+            "trafficPercent": percent,
+        }
+        for revision, numbers, percent in (
+            (model, stable, 100 - share),
+            (canary.model, canary_rollout, share),
+        )
+    ]
+
+
 def build_status(
     *,
     model: ModelSpec,
@@ -200,11 +263,15 @@ def build_status(
     selector: str,
     request_host: str | None = None,
     http_add_on_missing: bool = False,
+    canary: CanaryObservation | None = None,
 ) -> JsonObject:
     """The full status of one InferenceModel from its Deployment and Pods. `request_host` is
     the Host header clients must send to `url` when a proxy routes by it (scale from zero)."""
     found = inspect_pods(pods)
-    rollout = _rollout(model, deployment)
+    stable = model
+    if canary is not None and canary.stable_replicas is not None:
+        stable = dataclasses.replace(model, replicas=canary.stable_replicas)
+    rollout = _rollout(stable, deployment)
     make = _Conditions(previous=previous, now=now, generation=model.generation)
     status: JsonObject = {
         "phase": _phase(found, rollout),
@@ -220,9 +287,14 @@ def build_status(
         "readyReplicas": rollout.ready,
         "selector": selector,
         "url": url,
-        # None, written as a merge patch, removes a host left from scaling from zero.
+        # None, written as a merge patch, removes what a model no longer has (a host left from
+        # scaling from zero, the revisions of a canary promoted or rolled back).
         "host": request_host,
+        "revisions": None if canary is None else _revisions(model, rollout, canary),
+        "trafficSplit": None if canary is None else canary.split,
     }
+    if canary is not None:
+        status["conditions"].append(_canary_condition(canary, make))
     if model.generation is not None:
         status["observedGeneration"] = model.generation
     version = found.model_version or previous.get("modelVersion")

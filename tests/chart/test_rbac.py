@@ -21,20 +21,22 @@ def _grant(group: str, resource: str, verbs: Iterable[str]) -> set[Permission]:
     return {(group, resource, verb) for verb in verbs}
 
 
-# What the operator does in a namespace it serves. Deployments and Services are never deleted by
-# the operator (garbage collection follows their owner references); autoscalers, disruption
-# budgets and ServiceMonitors are, when a model stops needing them. Only models, Deployments and
-# Pods are watched; the other owned objects are read by name. tests/reliability records the
-# calls the running operator makes and checks this list against them.
+# What the operator does in a namespace it serves. Every owned kind is deleted when a model
+# stops needing it: a canary's Deployment and Service once it is promoted or rolled back,
+# autoscalers, disruption budgets, ServiceMonitors and routes when the spec drops them. Only
+# models, Deployments and Pods are watched; the other owned objects are read by name.
+# tests/reliability records the calls the running operator makes and checks this list against
+# them.
 NAMESPACED_NEEDS: set[Permission] = (
     _grant("serving.marserve.io", "inferencemodels", (*READ, "patch"))
     | _grant("serving.marserve.io", "inferencemodels/status", ("patch",))
-    | _grant("apps", "deployments", (*READ, "create", "patch"))
-    | _grant("", "services", BY_NAME)
+    | _grant("apps", "deployments", (*READ, "create", "patch", "delete"))
+    | _grant("", "services", BY_NAME_AND_REMOVED)
     | _grant("autoscaling", "horizontalpodautoscalers", BY_NAME_AND_REMOVED)
     | _grant("policy", "poddisruptionbudgets", BY_NAME_AND_REMOVED)
     | _grant("keda.sh", "scaledobjects", BY_NAME_AND_REMOVED)
     | _grant("http.keda.sh", "httpscaledobjects", BY_NAME_AND_REMOVED)
+    | _grant("gateway.networking.k8s.io", "httproutes", BY_NAME_AND_REMOVED)
     | _grant("monitoring.coreos.com", "servicemonitors", BY_NAME_AND_REMOVED)
     | _grant("", "pods", ("list", "watch"))
     | _grant("", "events", ("create",))

@@ -248,6 +248,10 @@ def test_schema_rejects_malformed_values(path: tuple[str, ...], value: Any) -> N
 
 # --- CEL rules: evaluated here, enforced by the API server, mirrored by parse_spec ------------
 
+CANARY: dict[str, Any] = {
+    "archive": {"uri": "https://models.example.com/resnet-2.1.mar"},
+    "trafficPercent": 10,
+}
 CEL_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # CRD message: (changes that break the rule, changes on its accepted side of the boundary)
     "metadata.name must be a DNS label of at most 63 characters": (
@@ -307,6 +311,40 @@ CEL_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "accelerator.count must be at least 1 when accelerator.type is not none": (
         {"accelerator": {"type": "amd", "count": 0}},
         {"accelerator": {"type": "none", "count": 0}},
+    ),
+    "metadata.name must be at most 56 characters with a canary": (
+        {"metadata": {"name": "a" * 57}, "canary": CANARY},
+        {"metadata": {"name": "a" * 56}, "canary": CANARY},
+    ),
+    "canary.archive.uri must start with http://, https://, s3:// or pvc://": (
+        {"canary": {**CANARY, "archive": {"uri": "file:///models/resnet.mar"}}},
+        {"canary": {**CANARY, "archive": {"uri": "http://models.example.com/resnet.mar"}}},
+    ),
+    "a pvc canary.archive.uri must be pvc://CLAIM/PATH/TO/MODEL.mar": (
+        {"canary": {**CANARY, "archive": {"uri": "pvc://models"}}},
+        {"canary": {**CANARY, "archive": {"uri": "pvc://models/resnet.mar"}}},
+    ),
+    "an s3 canary.archive.uri must be s3://BUCKET/KEY": (
+        {"canary": {**CANARY, "archive": {"uri": "s3://bucket", "secretRef": {"name": "aws"}}}},
+        {"canary": {**CANARY, "archive": {"uri": "s3://bucket/k", "secretRef": {"name": "aws"}}}},
+    ),
+    "an s3:// canary archive needs canary.archive.secretRef": (
+        {"canary": {**CANARY, "archive": {"uri": "s3://bucket/resnet.mar"}}},
+        {
+            "canary": {
+                **CANARY,
+                "archive": {"uri": "s3://bucket/resnet.mar", "secretRef": {"name": "aws"}},
+            }
+        },
+    ),
+    "a pvc:// canary archive is mounted, not downloaded": (
+        {
+            "canary": {
+                **CANARY,
+                "archive": {"uri": "pvc://models/resnet.mar", "secretRef": {"name": "aws"}},
+            }
+        },
+        {"canary": {**CANARY, "archive": {"uri": "pvc://models/resnet.mar"}}},
     ),
     "pod.labels must not set the labels the operator sets": (
         {"pod": {"labels": {"team": "a", "app.kubernetes.io/instance": "other"}}},

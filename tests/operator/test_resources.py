@@ -89,7 +89,8 @@ def test_every_built_in_object_validates_strictly(name: str, monitor: bool) -> N
     for obj in objects:
         assert obj["metadata"]["name"] == variant(name).name
         assert obj["metadata"]["namespace"] == "ml"
-        assert obj["metadata"]["labels"] == resources.labels(variant(name))
+        revision = {resources.REVISION_LABEL: "stable"} if obj["kind"] == "Deployment" else {}
+        assert obj["metadata"]["labels"] == resources.labels(variant(name)) | revision
         if obj["apiVersion"] == resources.HTTP_ADD_ON_API:
             assert crd_schema.published_errors(crd_schema.HTTP_SCALED_OBJECT_CRD, obj) == []
         elif obj["apiVersion"] not in ("keda.sh/v1alpha1", "monitoring.coreos.com/v1"):

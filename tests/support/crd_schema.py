@@ -25,6 +25,7 @@ CRD_PATH = REPO_ROOT / "crds" / "inferencemodel.yaml"
 # Third-party CRDs as their projects publish them (sources and versions in the README there).
 PUBLISHED_CRDS = Path(__file__).resolve().parent / "published_crds"
 HTTP_SCALED_OBJECT_CRD = PUBLISHED_CRDS / "http.keda.sh_httpscaledobjects.yaml"
+HTTP_ROUTE_CRD = PUBLISHED_CRDS / "gateway.networking.k8s.io_httproutes.excerpt.yaml"
 
 
 def load_crd(path: Path = CRD_PATH) -> dict[str, Any]:

@@ -63,6 +63,11 @@ FULL_SPEC: dict[str, Any] = {
         "timeoutSeconds": 900,
     },
     "grpc": {"enabled": True, "management": True},
+    "canary": {
+        "archive": {"uri": "https://models.example.com/resnet-2.1.mar", "sha256": DIGEST},
+        "trafficPercent": 10,
+    },
+    "gatewayRef": {"name": "inference", "namespace": "gateways", "sectionName": "http"},
     "pod": {
         "labels": {"team": "vision"},
         "annotations": {"sidecar.istio.io/inject": "true"},

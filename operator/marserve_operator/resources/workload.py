@@ -28,6 +28,7 @@ from marserve_operator.resources.dependencies import (
     package_index_env,
 )
 from marserve_operator.resources.metadata import (
+    REVISION_LABEL,
     SPEC_HASH_ANNOTATION,
     labels,
     object_meta,
@@ -323,6 +324,6 @@ def deployment(model: ModelSpec, settings: OperatorSettings) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": object_meta(model),
+        "metadata": object_meta(model, labels={**labels(model), REVISION_LABEL: model.revision}),
         "spec": spec,
     }
