@@ -433,3 +433,48 @@ def test_pod_trouble_reaches_the_models_status(
         what=f"Available reason {reason}",
     )
     assert available["status"] == "False" and available["message"]
+
+
+def test_canary_rollout_and_promotion_with_kubectl(
+    cluster: RunningEmulator, kubectl: Kubectl
+) -> None:
+    canary = {"archive": {"uri": "https://models.example.com/resnet-2.1.mar"}, "trafficPercent": 50}
+    kubectl.ok(
+        "apply",
+        "--validate=false",
+        "-f",
+        "-",
+        stdin=manifest("twins", canary=canary, autoscaling=None, replicas=2),
+    )
+    deployment = wait_for(lambda: cluster.get(f"{DEPLOYMENTS}/twins-canary"), what="the canary")
+    kubernetes_validate.validate(deployment, "1.30.0", strict=True)
+    assert deployment["spec"]["replicas"] == 1
+    wait_for(
+        lambda: condition(cluster.get(model_path("twins")), "CanaryReady").get("reason"),
+        what="the CanaryReady condition",
+    )
+    report_deployment_ready(cluster, "twins-canary", 1)
+    wait_for(
+        lambda: condition(cluster.get(model_path("twins")), "CanaryReady").get("status") == "True",
+        what="a ready canary",
+    )
+    both = {"app.kubernetes.io/name": "marserve-worker", MODEL_LABEL: "twins"}
+    wait_for(
+        lambda: (cluster.get(f"{SERVICES}/twins") or {})["spec"]["selector"] == both,
+        what="the Service selecting both revisions",
+    )
+
+    promote = {"spec": {"archive": canary["archive"], "canary": None}}
+    kubectl.ok(
+        "patch", "im", "twins", "-n", NAMESPACE, "--type", "merge", "-p", json.dumps(promote)
+    )
+    wait_for(lambda: cluster.get(f"{DEPLOYMENTS}/twins-canary") is None, what="the canary gone")
+    stable = wait_for(
+        lambda: (
+            "resnet-2.1.mar" in json.dumps(cluster.get(f"{DEPLOYMENTS}/twins"))
+            and cluster.get(f"{DEPLOYMENTS}/twins")
+        ),
+        what="the stable revision on the promoted archive",
+    )
+    assert stable["spec"]["replicas"] == 2
+    wait_for(lambda: "revisions" not in _status(cluster, "twins"), what="no revisions in status")
