@@ -196,14 +196,17 @@ async def _deployment(client: cluster.Cluster, model: ModelSpec) -> JsonObject |
     return await client.get("apps/v1", "Deployment", namespace=model.namespace, name=name)
 
 
-async def plan_canary(
-    client: cluster.Cluster, model: ModelSpec
+async def _gateway_served(client: cluster.Cluster, model: ModelSpec) -> bool:
+    return model.gateway is not None and await client.serves(resources.GATEWAY_API)
+
+
+async def canary_now(
+    client: cluster.Cluster, model: ModelSpec, *, gateway: bool
 ) -> tuple[resources.CanaryPlan, JsonObject | None] | None:
     """The canary's plan from what runs now, with its live Deployment; None without a canary.
     Readiness is judged against the replica count the plan asks of the canary."""
     if model.canary is None:
         return None
-    gateway = model.gateway is not None and await client.serves(resources.GATEWAY_API)
     stable_now = None
     if model.autoscaling is not None:
         stable = await _deployment(client, model)
@@ -223,7 +226,9 @@ async def plan_canary(
 async def _observe_canary(
     client: cluster.Cluster, model: ModelSpec
 ) -> status.CanaryObservation | None:
-    planned = await plan_canary(client, model)
+    if model.canary is None:
+        return None
+    planned = await canary_now(client, model, gateway=await _gateway_served(client, model))
     if planned is None:
         return None
     plan, live = planned
@@ -310,8 +315,8 @@ async def converge(
     monitoring = await client.serves(MONITORING_API)
     from_zero = resources.scales_from_zero(model)
     add_on = from_zero and await client.serves(resources.HTTP_ADD_ON_API)
-    gateway = model.gateway is not None and await client.serves(resources.GATEWAY_API)
-    planned = await plan_canary(client, model)
+    gateway = await _gateway_served(client, model)
+    planned = await canary_now(client, model, gateway=gateway)
     desired = [
         owned(obj, owner)
         for obj in resources.desired_objects(
