@@ -39,7 +39,7 @@ RUN python -m venv /opt/marserve \
     && /opt/marserve/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
         ${TORCHVISION_VERSION:+"torchvision==${TORCHVISION_VERSION}"}
 COPY --from=source /src /src
-RUN /opt/marserve/bin/pip install --no-cache-dir "/src[worker]"
+RUN /opt/marserve/bin/pip install --no-cache-dir "/src[worker,cloud]"
 
 FROM base AS operator-build
 COPY --from=source /src /src

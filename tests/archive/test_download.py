@@ -1,13 +1,15 @@
-"""Remote archives: http(s) with retries, limits and digests, and SigV4-signed S3 GETs."""
+"""Remote archives over http(s): retries, resumes, limits, digests and clean failures.
+
+The cloud object stores run the same transfer code; tests/archive/test_object_stores.py covers
+them against local emulators.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import io
 import os
-import re
 import socket
 import zipfile
 from collections.abc import Callable
@@ -17,7 +19,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from marserve.archive import s3
 from marserve.contract import EXTRACT_ENV
 from marserve.manifest import MANIFEST_PATH
 
@@ -278,178 +279,3 @@ def test_remote_digest_mismatch_leaves_nothing(
     dest.mkdir()
     outcome = marserve("extract", f"{server.url}/mlp.mar", dest, "--sha256", "ab" * 32)
     clean_failure(outcome, dest, expect=f"expected {'ab' * 32}")
-
-
-# --- S3 -------------------------------------------------------------------------------------
-
-ACCESS_KEY = "AKIDMARSERVETEST"
-SECRET_KEY = "marserve/test+secret"
-_AUTH = re.compile(
-    r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/s3/"
-    r"aws4_request,SignedHeaders=(?P<signed>[a-z0-9;-]+),Signature=(?P<signature>[0-9a-f]{64})"
-)
-
-
-def _expected_signature(request: web.Request, match: re.Match[str], secret: str) -> str:
-    """SigV4 recomputed from the request as received, following AWS's published steps."""
-    names = match["signed"].split(";")
-    canonical_headers = "".join(f"{name}:{request.headers[name].strip()}\n" for name in names)
-    canonical_request = (
-        f"{request.method}\n{request.raw_path.split('?')[0]}\n\n{canonical_headers}\n"
-        f"{match['signed']}\n{request.headers['x-amz-content-sha256']}"
-    )
-    scope = f"{match['date']}/{match['region']}/s3/aws4_request"
-    to_sign = (
-        f"AWS4-HMAC-SHA256\n{request.headers['x-amz-date']}\n{scope}\n"
-        + hashlib.sha256(canonical_request.encode()).hexdigest()
-    )
-    key = ("AWS4" + secret).encode()
-    for step in (match["date"], match["region"], "s3", "aws4_request"):
-        key = hmac.digest(key, step.encode(), "sha256")
-    return hmac.new(key, to_sign.encode(), "sha256").hexdigest()
-
-
-def _s3_app(objects: dict[str, bytes], *, region: str, token: str | None) -> web.Application:
-    async def get_object(request: web.Request) -> web.Response:
-        match = _AUTH.fullmatch(request.headers.get("Authorization", ""))
-        if match is None or match["key"] != ACCESS_KEY or match["region"] != region:
-            raise web.HTTPForbidden(text="<Error><Code>AccessDenied</Code></Error>")
-        signed = match["signed"].split(";")
-        required = {"host", "x-amz-date", "x-amz-content-sha256"}
-        if token is not None:
-            required.add("x-amz-security-token")
-            if request.headers.get("x-amz-security-token") != token:
-                raise web.HTTPForbidden(text="<Error><Code>InvalidToken</Code></Error>")
-        if not required <= set(signed) or not request.headers["x-amz-date"].startswith(
-            match["date"]
-        ):
-            raise web.HTTPBadRequest(
-                text="<Error><Code>AuthorizationHeaderMalformed</Code></Error>"
-            )
-        if not hmac.compare_digest(
-            match["signature"], _expected_signature(request, match, SECRET_KEY)
-        ):
-            raise web.HTTPForbidden(text="<Error><Code>SignatureDoesNotMatch</Code></Error>")
-        body = objects.get(f"{request.match_info['bucket']}/{request.match_info['key']}")
-        if body is None:
-            raise web.HTTPNotFound(text="<Error><Code>NoSuchKey</Code></Error>")
-        return web.Response(body=body)
-
-    app = web.Application()
-    app.router.add_get("/{bucket}/{key:.+}", get_object)
-    return app
-
-
-def test_s3_resume_signs_its_range_header() -> None:
-    settings = s3.S3Settings.from_env(
-        {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    )
-    headers = s3.signed_get_headers(
-        "https://b.s3.us-east-1.amazonaws.com/k.mar",
-        settings,
-        now=_now(),
-        extra={"Range": "bytes=100-"},
-    )
-    assert headers["Range"] == "bytes=100-"
-    assert "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date," in headers["Authorization"]
-
-
-@pytest.mark.parametrize("token", [None, "session-token/abc=="], ids=["keys", "session"])
-def test_s3_get_is_signed_with_sigv4(
-    token: str | None,
-    real_mars: dict[str, Path],
-    serve: Callable[..., Any],
-    marserve: Callable[..., Any],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    objects = {"models/team a/mlp 1.0.mar": real_mars["default"].read_bytes()}
-    server = serve(_s3_app(objects, region="eu-west-3", token=token))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_REGION", "eu-west-3")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
-    if token:
-        monkeypatch.setenv("AWS_SESSION_TOKEN", token)
-    else:
-        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    dest = tmp_path / "models"
-    uri = "s3://models/team a/mlp 1.0.mar"
-    outcome = marserve("extract", uri, dest, subprocess_run=token is None)
-    assert outcome.code == 0, outcome.stderr_lines
-    assert (dest / MANIFEST_PATH).is_file()
-
-
-def test_s3_wrong_secret_is_a_clear_403(
-    serve: Callable[..., Any],
-    marserve: Callable[..., Any],
-    clean_failure: Callable[..., None],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    server = serve(_s3_app({}, region="us-east-1", token=None))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    monkeypatch.delenv("AWS_REGION", raising=False)
-    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
-    dest = tmp_path / "models"
-    outcome = marserve("extract", "s3://models/mlp.mar", dest)
-    clean_failure(outcome, dest, expect="download of s3://models/mlp.mar failed: HTTP 403")
-
-
-def test_sigv4_matches_aws_published_example() -> None:
-    """AWS's documented S3 GET example (examplebucket/test.txt, Range bytes=0-9)."""
-    headers = {
-        "Host": "examplebucket.s3.amazonaws.com",
-        "Range": "bytes=0-9",
-        "x-amz-content-sha256": s3.EMPTY_PAYLOAD_SHA256,
-        "x-amz-date": "20130524T000000Z",
-    }
-    authorization = s3.authorization(
-        method="GET",
-        url="https://examplebucket.s3.amazonaws.com/test.txt",
-        headers=headers,
-        credentials=s3.Credentials(
-            "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-        ),
-        region="us-east-1",
-    )
-    assert authorization == (
-        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
-        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
-        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
-    )
-
-
-@pytest.mark.parametrize(
-    ("uri", "env", "url"),
-    [
-        ("s3://bucket/a/b c.mar", {}, "https://bucket.s3.us-east-1.amazonaws.com/a/b%20c.mar"),
-        (
-            "s3://my.bucket/m.mar",
-            {"AWS_DEFAULT_REGION": "ap-south-1"},
-            "https://s3.ap-south-1.amazonaws.com/my.bucket/m.mar",
-        ),
-        (
-            "s3://bucket/m.mar",
-            {"AWS_ENDPOINT_URL": "http://minio:9000/", "AWS_ENDPOINT_URL_S3": "http://s3:9000"},
-            "http://s3:9000/bucket/m.mar",
-        ),
-    ],
-)
-def test_s3_object_urls(uri: str, env: dict[str, str], url: str) -> None:
-    assert s3.object_url(uri, s3.S3Settings.from_env(env)) == url
-
-
-def test_s3_without_credentials_sends_no_signature() -> None:
-    settings = s3.S3Settings.from_env({"AWS_ACCESS_KEY_ID": "only-the-id"})
-    assert settings.credentials is None
-    assert s3.signed_get_headers("https://b.s3.amazonaws.com/k", settings, now=_now()) == {}
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime(2026, 1, 1, tzinfo=UTC)

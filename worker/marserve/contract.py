@@ -86,6 +86,8 @@ class ExtractEnv:
     termination_log: str = "MARSERVE_TERMINATION_LOG"
     # An HTTP Authorization header value for archive downloads, from spec.archive.secretName.
     archive_authorization: str = "MARSERVE_ARCHIVE_AUTHORIZATION"
+    # `workload` when the model's archive is read with its service account's cloud identity.
+    archive_identity: str = "MARSERVE_ARCHIVE_IDENTITY"
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,9 @@ class OperatorEnv:
     intel_gpu_resource: str = "MARSERVE_INTEL_GPU_RESOURCE"
     http_add_on_interceptor: str = "MARSERVE_HTTP_ADD_ON_INTERCEPTOR"
 
+
+# The value of MARSERVE_ARCHIVE_IDENTITY that asks for workload identity.
+ARCHIVE_IDENTITY_WORKLOAD: Final = "workload"
 
 WORKER_ENV: Final = WorkerEnv()
 EXTRACT_ENV: Final = ExtractEnv()
@@ -298,13 +303,22 @@ TERMINATION_LOG_PATH: Final = "/dev/termination-log"
 class ExtractedArchive:
     """What the init container leaves in its termination log after a successful extraction;
     the operator shows the version as `status.modelVersion`. A failure leaves one plain line
-    instead, which the operator shows as it is."""
+    instead, which the operator shows as it is. `cache_hit` is None without a shared archive
+    cache (the key is then left out, as older extractors wrote it), else whether the model was
+    already there."""
 
     model_name: str
     model_version: str | None
+    cache_hit: bool | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"modelName": self.model_name, "modelVersion": self.model_version})
+        record: dict[str, object] = {
+            "modelName": self.model_name,
+            "modelVersion": self.model_version,
+        }
+        if self.cache_hit is not None:
+            record["cacheHit"] = self.cache_hit
+        return json.dumps(record)
 
     @classmethod
     def from_json(cls, text: str) -> ExtractedArchive | None:
@@ -316,7 +330,9 @@ class ExtractedArchive:
         if not isinstance(data, dict):
             return None
         version = data.get("modelVersion")
+        cache_hit = data.get("cacheHit")
         return cls(
             model_name=str(data.get("modelName") or ""),
             model_version=str(version) if version else None,
+            cache_hit=cache_hit if isinstance(cache_hit, bool) else None,
         )
