@@ -17,7 +17,7 @@ from aiohttp import web
 from marserve import cli
 from marserve.archive.extract import STAGING_PREFIX
 from marserve.contract import EXTRACT_ENV
-from support import models
+from support import models, object_stores
 
 MARSERVE = Path(sys.executable).with_name("marserve")
 HANDLER_SOURCE = """
@@ -239,3 +239,27 @@ def serve() -> Iterator[Callable[[web.Application], LocalServer]]:
     yield start
     for server in started:
         server.__exit__()
+
+
+@pytest.fixture
+def cloud_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No cloud credentials or endpoints from the machine running the tests."""
+    object_stores.clear_cloud_env(monkeypatch, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    with object_stores.moto_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    with object_stores.gcs_emulator() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with object_stores.azurite(tmp_path_factory.mktemp("azurite")) as url:
+        yield url

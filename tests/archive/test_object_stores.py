@@ -9,11 +9,8 @@ line on stderr, the same line in the termination log, and nothing half-written.
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 import uuid
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,6 @@ from typing import Any
 import pytest
 
 from marserve.contract import ExtractedArchive
-from marserve.manifest import MANIFEST_PATH
 from support import object_stores
 from support.object_stores import HostileProxy
 
@@ -29,37 +25,7 @@ FAST_RETRIES = ("--attempts", "2", "--retry-backoff", "0.01")
 ARCHIVE_BYTES = 1024 * 1024
 
 
-def padded_mar(size: int = ARCHIVE_BYTES) -> bytes:
-    """A valid model archive of about `size` bytes, large enough to be cut mid-body."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr(MANIFEST_PATH, '{"model": {"modelName": "m", "handler": "h.py"}}')
-        archive.writestr("h.py", "")
-        archive.writestr("weights.bin", os.urandom(size))
-    return buffer.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def no_machine_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    object_stores.clear_cloud_env(monkeypatch, tmp_path)
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with object_stores.moto_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def gcs_endpoint() -> Iterator[str]:
-    with object_stores.gcs_emulator() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with object_stores.azurite(tmp_path_factory.mktemp("azurite")) as url:
-        yield url
+pytestmark = pytest.mark.usefixtures("cloud_env")
 
 
 @dataclass
@@ -164,7 +130,7 @@ def bucket(
 def test_success_with_digest_writes_the_record(
     bucket: Bucket, marserve: Callable[..., Any], tmp_path: Path
 ) -> None:
-    body = padded_mar()
+    body = object_stores.model_archive()
     bucket.put("models/mlp v1.mar", body)
     dest = tmp_path / "models"
     digest = hashlib.sha256(body).hexdigest()
@@ -187,7 +153,7 @@ def test_missing_object_is_a_clear_404(
 def test_refused_access_is_a_clear_403(
     bucket: Bucket, marserve: Callable[..., Any], clean_failure: Callable[..., None], tmp_path: Path
 ) -> None:
-    bucket.put("m.mar", padded_mar(1024))
+    bucket.put("m.mar", object_stores.model_archive(1024))
     bucket.refuse()
     dest = tmp_path / "models"
     uri = bucket.uri("m.mar")
@@ -198,7 +164,7 @@ def test_refused_access_is_a_clear_403(
 def test_truncated_body_resumes_with_the_digest_intact(
     bucket: Bucket, marserve: Callable[..., Any], tmp_path: Path
 ) -> None:
-    body = padded_mar()
+    body = object_stores.model_archive()
     bucket.put("m.mar", body)
     bucket.proxy.cuts = 1
     dest = tmp_path / "models"
@@ -216,7 +182,7 @@ def test_truncated_body_resumes_with_the_digest_intact(
 def test_body_cut_on_every_attempt_gives_up_cleanly(
     bucket: Bucket, marserve: Callable[..., Any], clean_failure: Callable[..., None], tmp_path: Path
 ) -> None:
-    bucket.put("m.mar", padded_mar())
+    bucket.put("m.mar", object_stores.model_archive())
     bucket.proxy.cuts = 99
     dest = tmp_path / "models"
     outcome = marserve("extract", bucket.uri("m.mar"), dest, *FAST_RETRIES, "--quiet")
@@ -226,7 +192,7 @@ def test_body_cut_on_every_attempt_gives_up_cleanly(
 def test_wrong_digest_leaves_nothing(
     bucket: Bucket, marserve: Callable[..., Any], clean_failure: Callable[..., None], tmp_path: Path
 ) -> None:
-    bucket.put("m.mar", padded_mar(1024))
+    bucket.put("m.mar", object_stores.model_archive(1024))
     dest = tmp_path / "models"
     outcome = marserve("extract", bucket.uri("m.mar"), dest, "--sha256", "ab" * 32, "--quiet")
     clean_failure(outcome, dest, expect=f"expected {'ab' * 32}")
@@ -235,7 +201,7 @@ def test_wrong_digest_leaves_nothing(
 def test_object_over_the_size_limit_is_refused_before_its_body(
     bucket: Bucket, marserve: Callable[..., Any], clean_failure: Callable[..., None], tmp_path: Path
 ) -> None:
-    bucket.put("m.mar", padded_mar())
+    bucket.put("m.mar", object_stores.model_archive())
     dest = tmp_path / "models"
     outcome = marserve(
         "extract", bucket.uri("m.mar"), dest, "--max-archive-size", "64KiB", "--quiet"

@@ -12,11 +12,13 @@ an error as the provider would, and records the Authorization headers it saw.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
 import subprocess
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession, web
+
+from marserve.manifest import MANIFEST_PATH
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's documented well-known development key, not a secret.
@@ -192,6 +196,27 @@ def clear_cloud_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(home / "gcloud"))
-    monkeypatch.setenv("GCE_METADATA_HOST", closed)
-    monkeypatch.setenv("GCE_METADATA_IP", closed)
     monkeypatch.setenv("GCE_METADATA_TIMEOUT", "1")
+    point_metadata_server_at(monkeypatch, closed)
+
+
+def point_metadata_server_at(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    """GCE_METADATA_HOST for google-auth, which reads it once on import (a test process
+    imports it long before this test's environment is set)."""
+    monkeypatch.setenv("GCE_METADATA_HOST", host)
+    monkeypatch.setenv("GCE_METADATA_IP", host)
+    try:
+        from google.auth.compute_engine import _metadata
+    except ImportError:
+        return
+    monkeypatch.setattr(_metadata, "_GCE_METADATA_HOST", host)
+
+
+def model_archive(size: int = 1024 * 1024) -> bytes:
+    """A valid model archive of about `size` bytes, large enough to be cut mid-body."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(MANIFEST_PATH, '{"model": {"modelName": "m", "handler": "h.py"}}')
+        archive.writestr("h.py", "")
+        archive.writestr("weights.bin", os.urandom(size))
+    return buffer.getvalue()

@@ -58,9 +58,9 @@ class GcsObject:
         credentials, project, kind = google_credentials(self.env)
         if sink.report:
             sink.report(f"gs credentials: {kind}")
-        client = storage.Client(project=project or "<none>", credentials=credentials)
-        bucket = client.bucket(match["bucket"])
         try:
+            client = storage.Client(project=project or "<none>", credentials=credentials)
+            bucket = client.bucket(match["bucket"])
             # The metadata names the size (checked before any byte arrives) and the generation,
             # which pins every attempt's bytes to the same version of the object.
             found = bucket.get_blob(match["name"], timeout=timeout_s, retry=None)
