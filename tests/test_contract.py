@@ -7,6 +7,7 @@ depend on them, so a change here must be a decision, never an accident of a rena
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -152,6 +153,15 @@ def test_the_extracted_archive_record_round_trips_byte_for_byte() -> None:
     assert contract.ExtractedArchive.from_json(record.to_json()) == record
     unversioned = contract.ExtractedArchive(model_name="mlp", model_version=None)
     assert contract.ExtractedArchive.from_json(unversioned.to_json()) == unversioned
+
+
+@pytest.mark.parametrize("hit", [True, False])
+def test_the_record_carries_the_shared_cache_outcome(hit: bool) -> None:
+    record = contract.ExtractedArchive(model_name="mlp", model_version="1.0", cache_hit=hit)
+    assert json.loads(record.to_json())["cacheHit"] is hit
+    assert contract.ExtractedArchive.from_json(record.to_json()) == record
+    older = contract.ExtractedArchive.from_json('{"modelName": "mlp", "modelVersion": "1.0"}')
+    assert older is not None and older.cache_hit is None
 
 
 @pytest.mark.parametrize("message", ["marserve extract: sha256 mismatch", "[1, 2]", "", "null"])

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from marserve.archive import shared_cache
 from marserve.archive.errors import ArchiveError
 from marserve.archive.extract import extract_archive
 from marserve.archive.limits import DownloadOptions, ExtractLimits, format_size, parse_size
@@ -43,8 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sha256", metavar="HEX", help="expected sha256 of the archive, checked before unpacking"
     )
-    parser.add_argument(
+    reuse = parser.add_mutually_exclusive_group()
+    reuse.add_argument(
         "--force", action="store_true", help="replace what DEST holds instead of refusing"
+    )
+    reuse.add_argument(
+        "--shared",
+        action="store_true",
+        help="DEST is shared by a model's replicas: fill it once under a lock, reuse it when "
+        "complete (the termination log records the cache hit)",
     )
     parser.add_argument(
         "--max-archive-size",
@@ -100,16 +108,26 @@ def run(args: argparse.Namespace) -> int:
     network = DownloadOptions(
         timeout_s=args.timeout, attempts=max(1, args.attempts), backoff_s=args.retry_backoff
     )
-    try:
-        model_dir = extract_archive(
+    report = None if args.quiet else _print_progress
+
+    def fill(dest: Path) -> Path:
+        return extract_archive(
             args.archive,
-            args.dest,
+            dest,
             sha256=args.sha256,
             limits=limits,
             download_options=network,
             force=args.force,
-            report=None if args.quiet else _print_progress,
+            report=report,
         )
+
+    model_dir = Path(args.dest).absolute()
+    cache_hit: bool | None = None
+    try:
+        if args.shared:
+            cache_hit = shared_cache.fill_once(model_dir, fill)
+        else:
+            fill(model_dir)
     except ArchiveError as error:
         _fail(str(error))
         return EXIT_FAILURE
@@ -119,11 +137,17 @@ def run(args: argparse.Namespace) -> int:
     model = read_manifest(model_dir)["model"]
     version = model.get("modelVersion")
     record = ExtractedArchive(
-        model_name=model["modelName"], model_version=None if version is None else str(version)
+        model_name=model["modelName"],
+        model_version=None if version is None else str(version),
+        cache_hit=cache_hit,
     )
     write_termination_log(record.to_json())
-    if not args.quiet:
-        _print_progress(f"extracted {args.archive} into {model_dir}")
+    if report:
+        report(
+            f"found {args.archive} in the shared cache at {model_dir}"
+            if cache_hit
+            else f"extracted {args.archive} into {model_dir}"
+        )
     return 0
 
 
