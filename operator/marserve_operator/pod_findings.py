@@ -39,6 +39,9 @@ class PodFindings:
     unschedulable: Problem | None = None
     crash_loop: Problem | None = None
     model_version: str | None = None
+    # Pods whose init container found the model in the shared archive cache, and that filled it.
+    cache_hits: int = 0
+    cache_fills: int = 0
 
 
 def _terminated_message(state: Mapping[str, Any]) -> str:
@@ -88,6 +91,9 @@ def _init_containers(status: Mapping[str, Any], found: dict[str, Any]) -> None:
             record = ExtractedArchive.from_json(str(state["terminated"].get("message") or ""))
             version = record.model_version if record is not None else None
             found["model_version"] = version or found.get("model_version")
+            if record is not None and record.cache_hit is not None:
+                counter = "cache_hits" if record.cache_hit else "cache_fills"
+                found[counter] = found.get(counter, 0) + 1
     done = [((i.get("state") or {}).get("terminated") or {}).get("exitCode") for i in inits]
     if inits and all(code == 0 for code in done):
         found["archive_extracted"] = True

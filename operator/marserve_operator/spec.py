@@ -25,6 +25,7 @@ from marserve_operator.spec_pod import PodCustomisation, parse_pod
 __all__ = [
     "ACCELERATORS",
     "ENGINES",
+    "IDENTITIES",
     "METRICS",
     "PULL_POLICIES",
     "SCHEMES",
@@ -47,7 +48,8 @@ __all__ = [
     "parse_spec",
 ]
 
-SCHEMES: Final = ("http", "https", "s3", "pvc")
+SCHEMES: Final = ("http", "https", "s3", "gs", "az", "pvc")
+IDENTITIES: Final = ("workload",)
 METRICS: Final = ("inflight", "queueDepth", "requestsPerSecond")
 ENGINES: Final = ("hpa", "keda")
 ACCELERATORS: Final = ("none", "nvidia", "intel-xpu", "amd")
@@ -70,8 +72,15 @@ _QUANTITY = re.compile(
     r"(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))?"
 )
 _PVC_URI = re.compile(r"pvc://([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)/([^/].*)")
-_S3_URI = re.compile(r"s3://[^/]+/.+")
 _INDEX_URL = re.compile(r"https?://\S+")
+# The object stores' URI shapes, and the message naming the expected one.
+_STORE_URIS: Final = {
+    "s3": (re.compile(r"s3://[^/]+/.+"), "s3://BUCKET/KEY"),
+    "gs": (re.compile(r"gs://[^/]+/.+"), "gs://BUCKET/OBJECT"),
+    "az": (re.compile(r"az://[^/]+/[^/]+/.+"), "az://ACCOUNT/CONTAINER/BLOB"),
+}
+_AZURE_BLOB_URL = re.compile(r"https://[^/]+[.]blob[.]core[.]windows[.]net/.*")
+_CLAIM_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -79,10 +88,18 @@ class Archive:
     uri: str
     sha256: str | None = None
     secret_name: str | None = None
+    # "workload": read with the cloud identity of the pod's service account.
+    identity: str | None = None
+    # A ReadWriteMany claim the archive is unpacked into once, for all replicas.
+    cache_claim: str | None = None
 
     @property
     def scheme(self) -> str:
         return self.uri.split("://", 1)[0]
+
+    @property
+    def is_azure_blob(self) -> bool:
+        return self.scheme == "az" or bool(_AZURE_BLOB_URL.fullmatch(self.uri))
 
     @property
     def pvc_claim(self) -> str | None:
@@ -210,19 +227,43 @@ def _archive(fields: SpecFields) -> Archive:
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
     where = fields.where("uri")
     if scheme not in SCHEMES:
-        raise SpecError(f"{where} must start with http://, https://, s3:// or pvc://, not {uri!r}")
+        raise SpecError(
+            f"{where} must start with http://, https://, s3://, gs://, az:// or pvc://, not {uri!r}"
+        )
     if scheme == "pvc" and not _PVC_URI.fullmatch(uri):
         raise SpecError(f"{where} must be pvc://CLAIM/PATH/TO/MODEL.mar, not {uri!r}")
-    if scheme == "s3" and not _S3_URI.fullmatch(uri):
-        raise SpecError(f"{where} must be s3://BUCKET/KEY, not {uri!r}")
+    if scheme in _STORE_URIS and not _STORE_URIS[scheme][0].fullmatch(uri):
+        raise SpecError(f"{where} must be {_STORE_URIS[scheme][1]}, not {uri!r}")
     secret_ref = fields.obj("secretRef")
     secret = secret_ref.text("name", required=True) if fields.has("secretRef") else None
-    if scheme == "s3" and secret is None:
-        raise SpecError(f"an s3:// archive needs {secret_ref.path} with AWS_* credentials")
     if scheme == "pvc" and secret is not None:
         raise SpecError(f"a pvc:// archive is mounted, not downloaded: drop {secret_ref.path}")
-    sha256 = fields.text("sha256", pattern=_SHA256)
-    return Archive(uri=uri, sha256=sha256, secret_name=secret)
+    identity = fields.choice("identity", IDENTITIES, "workload") if fields.has("identity") else None
+    archive = Archive(
+        uri=uri,
+        sha256=fields.text("sha256", pattern=_SHA256),
+        secret_name=secret,
+        identity=identity,
+        cache_claim=(
+            fields.obj("cache").text("claimName", required=True, pattern=_CLAIM_NAME)
+            if fields.has("cache")
+            else None
+        ),
+    )
+    if identity is not None and secret is not None:
+        raise SpecError(
+            f"{fields.where('identity')} workload reads with the service account's identity; "
+            f"drop {secret_ref.path}"
+        )
+    if identity is not None and scheme not in _STORE_URIS and not archive.is_azure_blob:
+        raise SpecError(
+            f"{fields.where('identity')} workload applies to s3://, gs:// and Azure Blob archives"
+        )
+    if archive.cache_claim is not None and archive.sha256 is None:
+        raise SpecError(
+            f"{fields.where('cache')} needs {fields.where('sha256')}, which names the cached model"
+        )
+    return archive
 
 
 def _autoscaling(fields: SpecFields, batching: Batching, workers: int) -> Autoscaling:

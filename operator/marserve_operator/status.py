@@ -124,13 +124,22 @@ def _archive_condition(found: PodFindings, rollout: _Rollout, make: _Conditions)
         failure = found.archive_failure
         return make.make("ArchiveReady", "False", failure.reason, failure.message)
     if found.archive_extracted or rollout.ready:
-        return make.make("ArchiveReady", "True", "ArchiveExtracted", "the archive is unpacked")
+        message = "the archive is unpacked" + _cache_note(found)
+        return make.make("ArchiveReady", "True", "ArchiveExtracted", message)
     if found.installing_dependencies:
         message = "installing the archive's requirementsFile"
         return make.make("ArchiveReady", "Unknown", "InstallingDependencies", message)
     if found.extracting:
         return make.make("ArchiveReady", "Unknown", "Extracting", "extracting the archive")
     return make.make("ArchiveReady", "Unknown", "Pending", "no pod has the archive yet")
+
+
+def _cache_note(found: PodFindings) -> str:
+    """How the pods' init containers used the shared archive cache, when the model has one."""
+    pods = found.cache_hits + found.cache_fills
+    if not pods:
+        return ""
+    return f"; shared cache: hit in {found.cache_hits} of {pods} pods"
 
 
 def _available_condition(found: PodFindings, rollout: _Rollout, make: _Conditions) -> JsonObject:

@@ -266,7 +266,7 @@ CEL_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"env": [{"name": "A", "value": "1"}, {"name": "MARSERVE_BATCH_SIZE", "value": "4"}]},
         {"env": [{"name": "MARSERVE_JOB_QUEUE_SIZE", "value": "4"}]},
     ),
-    "archive.uri must start with http://, https://, s3:// or pvc://": (
+    "archive.uri must start with http://, https://, s3://, gs://, az:// or pvc://": (
         {"archive": {"uri": "file:///models/resnet.mar"}},
         {"archive": {"uri": "http://models.example.com/resnet.mar"}},
     ),
@@ -278,9 +278,25 @@ CEL_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"archive": {"uri": "s3://bucket", "secretRef": {"name": "aws"}}},
         {"archive": {"uri": "s3://bucket/k", "secretRef": {"name": "aws"}}},
     ),
-    "an s3:// archive needs archive.secretRef": (
-        {"archive": {"uri": "s3://bucket/resnet.mar"}},
-        {"archive": {"uri": "s3://bucket/resnet.mar", "secretRef": {"name": "aws"}}},
+    "a gs archive.uri must be gs://BUCKET/OBJECT": (
+        {"archive": {"uri": "gs://bucket"}},
+        {"archive": {"uri": "gs://bucket/o"}},
+    ),
+    "an az archive.uri must be az://ACCOUNT/CONTAINER/BLOB": (
+        {"archive": {"uri": "az://account/container"}},
+        {"archive": {"uri": "az://account/container/b"}},
+    ),
+    "archive.identity workload reads with the service account's identity": (
+        {"archive": {"uri": "s3://b/k", "identity": "workload", "secretRef": {"name": "aws"}}},
+        {"archive": {"uri": "s3://b/k", "identity": "workload"}},
+    ),
+    "archive.identity workload applies to s3://, gs:// and Azure Blob archives": (
+        {"archive": {"uri": "https://models.example.com/m.mar", "identity": "workload"}},
+        {"archive": {"uri": "https://acct.blob.core.windows.net/c/m.mar", "identity": "workload"}},
+    ),
+    "archive.cache needs archive.sha256": (
+        {"archive": {"uri": "s3://b/k", "cache": {"claimName": "models"}, "sha256": None}},
+        {"archive": {"uri": "s3://b/k", "cache": {"claimName": "models"}, "sha256": "a" * 64}},
     ),
     "a pvc:// archive is mounted, not downloaded": (
         {"archive": {"uri": "pvc://models/resnet.mar", "secretRef": {"name": "aws"}}},

@@ -139,6 +139,115 @@ def test_s3_archive_gets_credentials_from_its_secret() -> None:
     assert "envFrom" not in container(deployment, "worker")
 
 
+def test_s3_archive_without_a_secret_uses_the_pods_credential_chain() -> None:
+    m = model(spec={"archive": {"uri": "s3://bucket/resnet.mar"}})
+    extract = container(resources.deployment(m, SETTINGS), "extract")
+    assert "envFrom" not in extract and "env" not in extract
+
+
+@pytest.mark.parametrize(
+    ("uri", "azure"),
+    [
+        ("s3://bucket/resnet.mar", False),
+        ("gs://bucket/resnet.mar", False),
+        ("az://acct/models/resnet.mar", True),
+        ("https://acct.blob.core.windows.net/models/resnet.mar", True),
+    ],
+)
+def test_workload_identity_reaches_the_extractor_and_azure_pods_opt_in(
+    uri: str, azure: bool
+) -> None:
+    m = model(spec={"archive": {"uri": uri, "identity": "workload"}, "serviceAccountName": "r"})
+    deployment = resources.deployment(m, SETTINGS)
+    kube_validate(deployment)
+    extract = container(deployment, "extract")
+    assert extract["env"] == [{"name": "MARSERVE_ARCHIVE_IDENTITY", "value": "workload"}]
+    assert "envFrom" not in extract
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels.get("azure.workload.identity/use") == ("true" if azure else None)
+    assert "azure.workload.identity/use" not in deployment["spec"]["selector"]["matchLabels"]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "r"
+
+
+def test_gcs_secret_is_mounted_as_the_key_file() -> None:
+    m = model(spec={"archive": {"uri": "gs://bucket/r.mar", "secretRef": {"name": "gcs-key"}}})
+    deployment = resources.deployment(m, SETTINGS)
+    kube_validate(deployment)
+    pod = deployment["spec"]["template"]["spec"]
+    extract = container(deployment, "extract")
+    secret_dir = "/var/run/secrets/marserve/archive"
+    assert extract["env"] == [
+        {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{secret_dir}/key.json"}
+    ]
+    assert "envFrom" not in extract
+    assert {"name": "archive-credentials", "mountPath": secret_dir, "readOnly": True} in extract[
+        "volumeMounts"
+    ]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "archive-credentials"]
+    assert volume["secret"]["secretName"] == "gcs-key"
+    assert not any(
+        m["name"] == "archive-credentials" for m in container(deployment, "worker")["volumeMounts"]
+    )
+
+
+def test_shared_cache_is_filled_by_the_init_container_and_read_by_the_worker() -> None:
+    digest = "c" * 64
+    m = model(
+        spec={
+            "archive": {
+                "uri": "s3://bucket/r.mar",
+                "sha256": digest,
+                "cache": {"claimName": "model-cache"},
+            }
+        }
+    )
+    deployment = resources.deployment(m, SETTINGS)
+    kube_validate(deployment)
+    pod = deployment["spec"]["template"]["spec"]
+    extract, worker = container(deployment, "extract"), container(deployment, "worker")
+    assert extract["command"] == [
+        "marserve",
+        "extract",
+        "s3://bucket/r.mar",
+        f"/mnt/archive-cache/{digest}",
+        "--shared",
+        "--sha256",
+        digest,
+    ]
+    assert {"name": "archive-cache", "mountPath": "/mnt/archive-cache"} in extract["volumeMounts"]
+    assert {
+        "name": "archive-cache",
+        "mountPath": "/mnt/models",
+        "subPath": digest,
+        "readOnly": True,
+    } in worker["volumeMounts"]
+    names = [v["name"] for v in pod["volumes"]]
+    assert "models" not in names
+    (cache,) = [v for v in pod["volumes"] if v["name"] == "archive-cache"]
+    assert cache["persistentVolumeClaim"] == {"claimName": "model-cache"}
+
+
+def test_dependencies_beside_the_shared_cache_link_from_the_cached_model_directory() -> None:
+    """Every pod puts its packages at the same path, so the installer may write the model's link
+    into the shared cache's copy; every volume the containers mount exists."""
+    digest = "d" * 64
+    archive = {"uri": "s3://bucket/r.mar", "sha256": digest, "cache": {"claimName": "model-cache"}}
+    m = model(spec={"archive": archive, "dependencies": {"install": True}})
+    deployment = resources.deployment(m, SETTINGS)
+    kube_validate(deployment)
+    pod = deployment["spec"]["template"]["spec"]
+    installer = container(deployment, "install-deps")
+    assert {
+        "name": "archive-cache",
+        "mountPath": "/mnt/models",
+        "subPath": digest,
+        "readOnly": False,
+    } in installer["volumeMounts"]
+    volumes = {v["name"] for v in pod["volumes"]}
+    for each in [*pod["initContainers"], *pod["containers"]]:
+        assert {mount["name"] for mount in each["volumeMounts"]} <= volumes, each["name"]
+
+
 def test_http_archive_secret_is_passed_to_the_extractor_only() -> None:
     m = model(archive={"secretRef": {"name": "download-auth"}})
     deployment = resources.deployment(m, SETTINGS)

@@ -123,6 +123,24 @@ def test_archive_locations(uri: str, scheme: str, claim: str | None, path: str |
     assert (archive.scheme, archive.pvc_claim, archive.pvc_path) == (scheme, claim, path)
 
 
+def test_archive_identity_and_cache_are_kept() -> None:
+    spec = {
+        "archive": {
+            "uri": "az://acct/models/r.mar",
+            "identity": "workload",
+            "sha256": "a" * 64,
+            "cache": {"claimName": "model-cache"},
+        }
+    }
+    archive = parse(spec).archive
+    assert (archive.identity, archive.cache_claim, archive.is_azure_blob) == (
+        "workload",
+        "model-cache",
+        True,
+    )
+    assert parse(minimal_spec("gs://bucket/r.mar")).archive.identity is None
+
+
 def test_s3_archive_keeps_its_secret() -> None:
     spec = {"archive": {"uri": "s3://bucket/models/r.mar", "secretRef": {"name": "aws"}}}
     archive = parse(spec).archive

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from marserve.contract import ExtractedArchive
 from marserve_operator import status
 from marserve_operator.spec import ModelSpec, parse_spec
 
@@ -277,6 +278,20 @@ def test_model_version_comes_from_the_extractor_and_is_kept() -> None:
     first = _build(deployment=_deployment(ready=2), pods=[_pod(init=done)])
     assert first["modelVersion"] == "2.0"
     assert _build(deployment=_deployment(ready=2), previous=first)["modelVersion"] == "2.0"
+
+
+def test_archive_condition_says_how_the_pods_used_the_shared_cache() -> None:
+    def extracted(hit: bool) -> dict[str, Any]:
+        record = ExtractedArchive(model_name="m", model_version="1", cache_hit=hit).to_json()
+        return _pod(init={"state": {"terminated": {"exitCode": 0, "message": record}}})
+
+    pods = [extracted(False), extracted(True), extracted(True)]
+    result = _build(deployment=_deployment(ready=2), pods=pods)
+    archive = _condition(result, "ArchiveReady")
+    assert (archive["status"], archive["reason"]) == ("True", "ArchiveExtracted")
+    assert archive["message"] == "the archive is unpacked; shared cache: hit in 2 of 3 pods"
+    without_cache = _build(deployment=_deployment(ready=2), pods=[_pod(init=EXTRACTED)])
+    assert _condition(without_cache, "ArchiveReady")["message"] == "the archive is unpacked"
 
 
 def test_transitions_become_events_with_warning_for_trouble() -> None:

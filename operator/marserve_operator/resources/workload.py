@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from marserve.contract import (
+    ARCHIVE_IDENTITY_WORKLOAD,
+    EXTRACT_ENV,
     GRPC_INFERENCE_PORT,
     GRPC_MANAGEMENT_PORT,
     INFERENCE_PORT,
@@ -37,9 +39,16 @@ from marserve_operator.resources.metadata import (
 )
 from marserve_operator.resources.pod_customisation import customised
 from marserve_operator.settings import OperatorSettings
-from marserve_operator.spec import ModelSpec
+from marserve_operator.spec import Archive, ModelSpec
 
 ARCHIVE_DIR: Final = "/mnt/archive"
+# The shared cache claim in the init container; each archive unpacks into CACHE_DIR/<sha256>.
+CACHE_DIR: Final = "/mnt/archive-cache"
+# A gs:// archive's Secret is mounted here; its key.json is the service-account key.
+ARCHIVE_SECRET_DIR: Final = "/var/run/secrets/marserve/archive"
+GCS_KEY_FILE: Final = "key.json"
+# Azure workload identity's webhook only injects its token into pods with this label.
+AZURE_WORKLOAD_IDENTITY_LABEL: Final = "azure.workload.identity/use"
 TOKEN_DIR: Final = "/var/run/secrets/marserve/auth"
 _PROBE_PERIOD_SECONDS: Final = 10
 
@@ -68,19 +77,12 @@ def _volumes(model: ModelSpec, settings: OperatorSettings) -> list[dict[str, Any
     empty_models: dict[str, Any] = {}
     if settings.model_volume_size_limit:
         empty_models["sizeLimit"] = settings.model_volume_size_limit
-    volumes: list[dict[str, Any]] = [
-        {"name": "models", "emptyDir": empty_models},
-        {"name": "tmp", "emptyDir": {}},
-    ]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if model.archive.cache_claim is None:
+        volumes.insert(0, {"name": "models", "emptyDir": empty_models})
     if model.dependencies.install:
         volumes.append({"name": "model-packages", "emptyDir": {}})
-    if model.archive.pvc_claim is not None:
-        volumes.append(
-            {
-                "name": "archive",
-                "persistentVolumeClaim": {"claimName": model.archive.pvc_claim, "readOnly": True},
-            }
-        )
+    volumes += _archive_volumes(model)
     if model.auth is not None:
         volumes.append(
             {
@@ -93,6 +95,47 @@ def _volumes(model: ModelSpec, settings: OperatorSettings) -> list[dict[str, Any
             }
         )
     return volumes
+
+
+def _archive_volumes(model: ModelSpec) -> list[dict[str, Any]]:
+    """The claim a pvc:// archive is read from, a gs:// archive's key Secret, the cache claim."""
+    archive = model.archive
+    volumes: list[dict[str, Any]] = []
+    if archive.pvc_claim is not None:
+        volumes.append(
+            {
+                "name": "archive",
+                "persistentVolumeClaim": {"claimName": archive.pvc_claim, "readOnly": True},
+            }
+        )
+    if archive.scheme == "gs" and archive.secret_name is not None:
+        secret = {"secretName": archive.secret_name, "defaultMode": 0o440}
+        volumes.append({"name": "archive-credentials", "secret": secret})
+    if archive.cache_claim is not None:
+        claim = {"claimName": archive.cache_claim}
+        volumes.append({"name": "archive-cache", "persistentVolumeClaim": claim})
+    return volumes
+
+
+def _model_mount(model: ModelSpec, *, read_only: bool = True) -> dict[str, Any]:
+    """The model directory: the pod's own copy, or the cache's. Only the dependency installer
+    writes to it (the link to the model's packages, the same path in every pod)."""
+    if model.archive.cache_claim is None:
+        return {"name": "models", "mountPath": MODEL_DIR, "readOnly": read_only}
+    return {
+        "name": "archive-cache",
+        "mountPath": MODEL_DIR,
+        "subPath": model.archive.sha256,
+        "readOnly": read_only,
+    }
+
+
+def archive_pod_labels(model: ModelSpec) -> dict[str, str]:
+    """Labels the archive's credentials need on the pod (Azure workload identity's opt-in)."""
+    archive = model.archive
+    if archive.identity == ARCHIVE_IDENTITY_WORKLOAD and archive.is_azure_blob:
+        return {AZURE_WORKLOAD_IDENTITY_LABEL: "true"}
+    return {}
 
 
 def _cpu_and_memory(model: ModelSpec) -> dict[str, dict[str, Any]]:
@@ -133,16 +176,45 @@ def _container(
     }
 
 
+def _extract_target(model: ModelSpec) -> tuple[list[str], dict[str, Any]]:
+    """Where the init container unpacks to, with its flags, and the mount that holds it."""
+    if model.archive.cache_claim is None:
+        # --force: an init container that runs again in the same pod finds its earlier output.
+        return [MODEL_DIR, "--force"], {"name": "models", "mountPath": MODEL_DIR}
+    shared = [f"{CACHE_DIR}/{model.archive.sha256}", "--shared"]
+    return shared, {"name": "archive-cache", "mountPath": CACHE_DIR}
+
+
+def _archive_credentials(archive: Archive) -> dict[str, Any]:
+    """The init container's env, envFrom and mounts that carry the archive's credentials."""
+    found: dict[str, Any] = {}
+    if archive.identity is not None:
+        found["env"] = [{"name": EXTRACT_ENV.archive_identity, "value": archive.identity}]
+    if archive.secret_name is None:
+        return found
+    if archive.scheme != "gs":
+        found["envFrom"] = [{"secretRef": {"name": archive.secret_name}}]
+        return found
+    key_file = f"{ARCHIVE_SECRET_DIR}/{GCS_KEY_FILE}"
+    found["env"] = [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": key_file}]
+    found["volumeMounts"] = [
+        {"name": "archive-credentials", "mountPath": ARCHIVE_SECRET_DIR, "readOnly": True}
+    ]
+    return found
+
+
 def _extract_container(model: ModelSpec, image: str) -> dict[str, Any]:
     archive = model.archive
     source = archive.uri if archive.pvc_path is None else f"{ARCHIVE_DIR}/{archive.pvc_path}"
-    # --force: an init container that runs again in the same pod finds its earlier output.
-    command = ["marserve", "extract", source, MODEL_DIR, "--force"]
+    target, target_mount = _extract_target(model)
+    command = ["marserve", "extract", source, *target]
     if archive.sha256:
         command += ["--sha256", archive.sha256]
+    credentials = _archive_credentials(archive)
     mounts: list[dict[str, Any]] = [
-        {"name": "models", "mountPath": MODEL_DIR},
+        target_mount,
         {"name": "tmp", "mountPath": "/tmp"},
+        *credentials.pop("volumeMounts", []),
     ]
     if archive.pvc_claim is not None:
         mounts.append({"name": "archive", "mountPath": ARCHIVE_DIR, "readOnly": True})
@@ -154,8 +226,7 @@ def _extract_container(model: ModelSpec, image: str) -> dict[str, Any]:
         mounts=mounts,
         resources=_cpu_and_memory(model),
     )
-    if archive.secret_name is not None:
-        container["envFrom"] = [{"secretRef": {"name": archive.secret_name}}]
+    container |= credentials
     return container
 
 
@@ -170,7 +241,7 @@ def _install_deps_container(model: ModelSpec, image: str) -> dict[str, Any]:
         image=image,
         command=command,
         mounts=[
-            {"name": "models", "mountPath": MODEL_DIR},
+            _model_mount(model, read_only=False),
             {"name": "model-packages", "mountPath": PACKAGES_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
@@ -223,10 +294,7 @@ def _probe(path: str, *, period: int, failures: int, timeout: int) -> dict[str, 
 
 
 def _worker_container(model: ModelSpec, image: str, settings: OperatorSettings) -> dict[str, Any]:
-    mounts: list[dict[str, Any]] = [
-        {"name": "models", "mountPath": MODEL_DIR, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
+    mounts: list[dict[str, Any]] = [_model_mount(model), {"name": "tmp", "mountPath": "/tmp"}]
     if model.auth is not None:
         mounts.append({"name": "auth-token", "mountPath": TOKEN_DIR, "readOnly": True})
     if model.dependencies.install:
@@ -293,7 +361,10 @@ def pod_template(model: ModelSpec, settings: OperatorSettings) -> dict[str, Any]
     }
     pod.update({key: value for key, value in optional.items() if value})
     template = {
-        "metadata": {"labels": labels(model), "annotations": scrape_annotations()},
+        "metadata": {
+            "labels": labels(model) | archive_pod_labels(model),
+            "annotations": scrape_annotations(),
+        },
         "spec": pod,
     }
     template = customised(template, model, selector=selector(model))
