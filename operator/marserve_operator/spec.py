@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
 from marserve.contract import (
+    AZURE_BLOB_HOST_SUFFIX,
     GRPC_INFERENCE_PORT,
     GRPC_MANAGEMENT_PORT,
     OPERATOR_MANAGED_WORKER_ENV,
@@ -79,7 +80,7 @@ _STORE_URIS: Final = {
     "gs": (re.compile(r"gs://[^/]+/.+"), "gs://BUCKET/OBJECT"),
     "az": (re.compile(r"az://[^/]+/[^/]+/.+"), "az://ACCOUNT/CONTAINER/BLOB"),
 }
-_AZURE_BLOB_URL = re.compile(r"https://[^/]+[.]blob[.]core[.]windows[.]net/.*")
+_AZURE_BLOB_URL = re.compile(rf"https://[^/]+{re.escape(AZURE_BLOB_HOST_SUFFIX)}/.*")
 _CLAIM_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 

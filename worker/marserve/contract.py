@@ -118,6 +118,8 @@ class OperatorEnv:
 
 # The value of MARSERVE_ARCHIVE_IDENTITY that asks for workload identity.
 ARCHIVE_IDENTITY_WORKLOAD: Final = "workload"
+# An https:// archive on a host ending so is an Azure Blob, read with Azure's credentials.
+AZURE_BLOB_HOST_SUFFIX: Final = ".blob.core.windows.net"
 
 WORKER_ENV: Final = WorkerEnv()
 EXTRACT_ENV: Final = ExtractEnv()

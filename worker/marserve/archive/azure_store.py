@@ -20,10 +20,11 @@ from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
 from azure.storage.blob import BlobClient, BlobServiceClient
 
 from marserve.archive import identity
-from marserve.archive.download import AZURE_BLOB_HOST_SUFFIX, is_azure_blob_url
+from marserve.archive.download import is_azure_blob_url
 from marserve.archive.errors import ArchiveError
 from marserve.archive.limits import MIB
 from marserve.archive.transfer import Sink, StatusError, TransientError
+from marserve.contract import AZURE_BLOB_HOST_SUFFIX
 
 ENDPOINT_ENV: Final = "AZURE_STORAGE_BLOB_ENDPOINT"
 _AZ_URI = re.compile(r"az://(?P<account>[^/]+)/(?P<container>[^/]+)/(?P<blob>.+)")

@@ -18,9 +18,9 @@ from marserve.archive.errors import ArchiveError
 from marserve.archive.http_store import HttpObject
 from marserve.archive.limits import DownloadOptions, ExtractLimits
 from marserve.archive.progress import Report
+from marserve.contract import AZURE_BLOB_HOST_SUFFIX
 
 REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://", "az://")
-AZURE_BLOB_HOST_SUFFIX = ".blob.core.windows.net"
 # Scheme -> (module, class) of the store that reads it.
 _CLOUD_STORES = {
     "s3": ("marserve.archive.s3_store", "S3Object"),
