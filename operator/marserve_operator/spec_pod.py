@@ -21,15 +21,27 @@ OPERATOR_PREFIX: Final = "serving.marserve.io/"
 RESERVED_LABELS: Final = ("app.kubernetes.io/name", "app.kubernetes.io/instance", MANAGED_BY_LABEL)
 RESERVED_ANNOTATIONS: Final = ("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path")
 # The operator's volumes in the pod, and the `marserve-` prefix for those it may add.
-RESERVED_VOLUMES: Final = ("models", "tmp", "archive", "auth-token", "dshm")
+RESERVED_VOLUMES: Final = (
+    "models",
+    "tmp",
+    "archive",
+    "archive-cache",
+    "archive-credentials",
+    "model-packages",
+    "auth-token",
+    "dshm",
+)
 RESERVED_VOLUME_PREFIX: Final = "marserve-"
 # Paths the operator mounts: nothing may be mounted on, inside or above them.
 RESERVED_MOUNT_PATHS: Final = (
     "/mnt/models",
     "/mnt/archive",
+    "/mnt/archive-cache",
+    "/mnt/model-packages",
     "/tmp",
     "/dev/shm",
     "/var/run/secrets/marserve/auth",
+    "/var/run/secrets/marserve/archive",
 )
 SHM_MOUNT_PATH: Final = "/dev/shm"
 _ENV_PREFIX_RESERVED: Final = "MARSERVE_"

@@ -332,9 +332,48 @@ CEL_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"metadata": {"name": "a" * 57}, "canary": CANARY},
         {"metadata": {"name": "a" * 56}, "canary": CANARY},
     ),
-    "canary.archive.uri must start with http://, https://, s3:// or pvc://": (
+    "canary.archive.uri must start with http://, https://, s3://, gs://, az:// or pvc://": (
         {"canary": {**CANARY, "archive": {"uri": "file:///models/resnet.mar"}}},
         {"canary": {**CANARY, "archive": {"uri": "http://models.example.com/resnet.mar"}}},
+    ),
+    "a gs canary.archive.uri must be gs://BUCKET/OBJECT": (
+        {"canary": {**CANARY, "archive": {"uri": "gs://bucket"}}},
+        {"canary": {**CANARY, "archive": {"uri": "gs://bucket/o"}}},
+    ),
+    "an az canary.archive.uri must be az://ACCOUNT/CONTAINER/BLOB": (
+        {"canary": {**CANARY, "archive": {"uri": "az://account/container"}}},
+        {"canary": {**CANARY, "archive": {"uri": "az://account/container/b"}}},
+    ),
+    "canary.archive.identity workload reads with the service account's identity": (
+        {
+            "canary": {
+                **CANARY,
+                "archive": {"uri": "s3://b/k", "identity": "workload", "secretRef": {"name": "a"}},
+            }
+        },
+        {"canary": {**CANARY, "archive": {"uri": "s3://b/k", "identity": "workload"}}},
+    ),
+    "canary.archive.identity workload applies to s3://, gs:// and Azure Blob archives": (
+        {
+            "canary": {
+                **CANARY,
+                "archive": {"uri": "https://m.example.com/m", "identity": "workload"},
+            }
+        },
+        {"canary": {**CANARY, "archive": {"uri": "gs://b/m.mar", "identity": "workload"}}},
+    ),
+    "canary.archive.cache needs canary.archive.sha256": (
+        {"canary": {**CANARY, "archive": {"uri": "s3://b/k", "cache": {"claimName": "models"}}}},
+        {
+            "canary": {
+                **CANARY,
+                "archive": {
+                    "uri": "s3://b/k",
+                    "cache": {"claimName": "models"},
+                    "sha256": "a" * 64,
+                },
+            }
+        },
     ),
     "a pvc canary.archive.uri must be pvc://CLAIM/PATH/TO/MODEL.mar": (
         {"canary": {**CANARY, "archive": {"uri": "pvc://models"}}},
@@ -343,15 +382,6 @@ CEL_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "an s3 canary.archive.uri must be s3://BUCKET/KEY": (
         {"canary": {**CANARY, "archive": {"uri": "s3://bucket", "secretRef": {"name": "aws"}}}},
         {"canary": {**CANARY, "archive": {"uri": "s3://bucket/k", "secretRef": {"name": "aws"}}}},
-    ),
-    "an s3:// canary archive needs canary.archive.secretRef": (
-        {"canary": {**CANARY, "archive": {"uri": "s3://bucket/resnet.mar"}}},
-        {
-            "canary": {
-                **CANARY,
-                "archive": {"uri": "s3://bucket/resnet.mar", "secretRef": {"name": "aws"}},
-            }
-        },
     ),
     "a pvc:// canary archive is mounted, not downloaded": (
         {

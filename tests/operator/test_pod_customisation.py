@@ -49,9 +49,9 @@ def test_additions_reach_the_pod_and_the_worker_container() -> None:
     assert pod["priorityClassName"] == "inference"
     (spread,) = pod["topologySpreadConstraints"]
     assert spread["labelSelector"] == {"matchLabels": resources.selector(model())}
-    (extract,) = pod["initContainers"]
-    assert "envFrom" not in extract or extract["envFrom"] != worker["envFrom"]
-    assert not any(m["name"] in ("datasets", "dshm") for m in extract["volumeMounts"])
+    for init in pod["initContainers"]:  # the extractor and the dependency installer
+        assert "envFrom" not in init or init["envFrom"] != worker["envFrom"]
+        assert not any(m["name"] in ("datasets", "dshm") for m in init["volumeMounts"])
 
 
 def test_a_spread_constraint_keeps_its_own_selector() -> None:

@@ -102,7 +102,10 @@ async def test_unknown_routes_and_methods_get_json_errors(
         body = await response.json()
     if path.startswith("/v2/"):  # the Open Inference Protocol's error body
         assert list(body) == ["error"]
-        assert any(words in body["error"] for words in ("not served here", "No route", "Method"))
+        assert any(
+            words in body["error"]
+            for words in ("Model not found", "Model version", "No route", "Method")
+        )
     else:
         assert body["code"] == status
         assert body["type"] and body["message"]

@@ -209,7 +209,7 @@ def raises(call: Any, *args: Any, **kwargs: Any) -> InferenceServerException:
 def test_errors_reach_the_client_with_their_message(client: triton.InferenceServerClient) -> None:
     x = tensor("x", np.zeros((1, 8), dtype=np.float32), datatype="FP32", binary=True)
     unknown = raises(client.infer, "nope", [x])
-    assert unknown.status() == "404" and "'nope' is not served here" in unknown.message()
+    assert unknown.status() == "404" and "Model not found: nope" in unknown.message()
     x.set_shape([3, 8])
     wrong = raises(client.infer, "mlp", [x])
     assert wrong.status() == "400"
