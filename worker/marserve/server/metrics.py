@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -19,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from marserve import contract
 from marserve.handler_metrics import MetricRecord
+from marserve.server.metric_tallies import CounterFamily, CounterTally, HistogramFamily
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -65,8 +65,8 @@ class ModelMetrics:
         self.model = model
         self._ts_labels = (model, version, server.hostname)
         self._model_level = (model, "Model", server.hostname)
-        self.request_seconds = server.request_seconds.labels(model, version)
-        self.queue_seconds = server.queue_seconds.labels(model, version)
+        self.request_seconds = server.request_seconds.child(model, version)
+        self.queue_seconds = server.queue_seconds.child(model, version)
         self.prediction_seconds = server.prediction_seconds.labels(model, version)
         self.handler_seconds = server.handler_seconds.labels(model, version)
         self.batch_size = server.batch_size.labels(model, version)
@@ -78,7 +78,7 @@ class ModelMetrics:
         self.memory_recycles = server.worker_recycles.labels(model, version, "memory")
         self.load_seconds = server.model_load_seconds.labels(model)
         self._version = version
-        self._codes: dict[int, Any] = {}
+        self._codes: dict[int, CounterTally] = {}
 
     def watch(
         self,
@@ -97,10 +97,10 @@ class ModelMetrics:
         """Records one finished inference request under both naming schemes."""
         child = self._codes.get(code)
         if child is None:
-            child = self._codes[code] = self._server.requests.labels(
+            child = self._codes[code] = self._server.requests.child(
                 self.model, self._version, str(code)
             )
-        child.inc()
+        child.value += 1
         self.request_seconds.observe(total_s)
         compat = self._server.compat
         compat.add("ts_inference_requests_total", self._ts_labels, 1)
@@ -162,12 +162,11 @@ class ServerMetrics:
         for name in ("PredictionTime", "HandlerTime"):
             self.compat.declare(name, "gauge", ("ModelName", "Level", "Hostname"))
         r = self.registry
-        self.request_seconds = Histogram(
-            *_declared(contract.REQUEST_DURATION), buckets=LATENCY_BUCKETS, registry=r
-        )
-        self.queue_seconds = Histogram(
-            *_declared(contract.QUEUE_WAIT), buckets=LATENCY_BUCKETS, registry=r
-        )
+        # Observed per request: plain tallies rendered at scrape (`metric_tallies`).
+        self.request_seconds = HistogramFamily(contract.REQUEST_DURATION, buckets=LATENCY_BUCKETS)
+        r.register(self.request_seconds)
+        self.queue_seconds = HistogramFamily(contract.QUEUE_WAIT, buckets=LATENCY_BUCKETS)
+        r.register(self.queue_seconds)
         self.prediction_seconds = Histogram(
             *_declared(contract.PREDICTION_DURATION), buckets=LATENCY_BUCKETS, registry=r
         )
@@ -177,7 +176,8 @@ class ServerMetrics:
         self.batch_size = Histogram(
             *_declared(contract.BATCH_SIZE), buckets=BATCH_BUCKETS, registry=r
         )
-        self.requests = Counter(*_declared(contract.REQUESTS), registry=r)
+        self.requests = CounterFamily(contract.REQUESTS)
+        r.register(self.requests)
         self.inflight = Gauge(*_declared(contract.INFLIGHT_REQUESTS), registry=r)
         self.queue_depth = Gauge(*_declared(contract.QUEUE_DEPTH), registry=r)
         self.worker_restarts = Counter(*_declared(contract.WORKER_RESTARTS), registry=r)

@@ -62,7 +62,14 @@ class InferenceRoutes:
 
     @openapi.operation("Predict with a model", body=openapi.ANY_BODY)
     async def predictions(self, request: web.Request) -> web.StreamResponse:
-        return await self._whole_body(request, self._scheduler(request), explain=False)
+        info = request.match_info
+        return await self.predict(request, model=info["model"], version=info.get("version"))
+
+    async def predict(
+        self, request: web.Request, *, model: str, version: str | None
+    ) -> web.StreamResponse:
+        """A prediction from the named model; the hot path calls this with the path's parts."""
+        return await self._whole_body(request, self.models.find(model, version), explain=False)
 
     @openapi.operation("Explain a prediction", body=openapi.ANY_BODY)
     async def explanations(self, request: web.Request) -> web.StreamResponse:

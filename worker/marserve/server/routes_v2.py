@@ -130,10 +130,16 @@ class V2Routes:
 
     @openapi.operation("Open Inference Protocol infer", body=INFER_BODY)
     async def infer(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        return await self.infer_model(request, model=info["model"], version=info.get("version"))
+
+    async def infer_model(
+        self, request: web.Request, *, model: str, version: str | None
+    ) -> web.Response:
         """Decodes and checks every tensor once, hands the handler its inputs, and shapes the
         answer as the client asked; a handler given the body whose client asked for nothing
         more than JSON gets its answer returned as it is, as TorchServe does."""
-        scheduler = self._scheduler(request)
+        scheduler = self.models.find(model, version)
         body = await request.read()
         header, binary = tensors.split_body(body, request.headers.get(tensors.HEADER_LENGTH))
         payload = parse_json(header)
