@@ -10,7 +10,7 @@ import functools
 
 import pytest
 
-from marserve.server.inference_dispatch import hot_handler
+from marserve.server.inference_dispatch import HotRoutes, hot_handler
 from marserve.server.routes_inference import InferenceRoutes
 from marserve.server.routes_v2 import V2Routes
 from marserve.server.served_models import ServedModels
@@ -18,6 +18,7 @@ from marserve.server.served_models import ServedModels
 MODELS = ServedModels({})
 INFERENCE = InferenceRoutes(MODELS, max_response_size=1)
 V2 = V2Routes(MODELS, max_response_size=1)
+ROUTES = HotRoutes(inference=INFERENCE, v2=V2, middleware=lambda request, handler: handler(request))
 
 
 @pytest.mark.parametrize(
@@ -33,7 +34,7 @@ V2 = V2Routes(MODELS, max_response_size=1)
 def test_hot_routes_bind_model_and_version(
     method: str, raw_path: str, target: object, model: str, version: str | None
 ) -> None:
-    handler = hot_handler(method, raw_path, inference=INFERENCE, v2=V2)
+    handler = hot_handler(method, raw_path, ROUTES)
     assert isinstance(handler, functools.partial)
     assert handler.func == target
     assert handler.keywords == {"model": model, "version": version}
@@ -60,4 +61,4 @@ def test_hot_routes_bind_model_and_version(
     ],
 )
 def test_anything_else_goes_to_the_application(method: str, raw_path: str) -> None:
-    assert hot_handler(method, raw_path, inference=INFERENCE, v2=V2) is None
+    assert hot_handler(method, raw_path, ROUTES) is None

@@ -11,14 +11,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from marserve.server import openapi, routes_v2
+from marserve.server import inference_dispatch, openapi, routes_v2
 from marserve.server.config import ServerConfig
 from marserve.server.errors import ErrorFormat
-from marserve.server.inference_dispatch import InferenceRunner
 from marserve.server.metrics import CONTENT_TYPE, ServerMetrics
 from marserve.server.middleware import make_middleware, read_token
 from marserve.server.model_sources import ModelSource
@@ -58,14 +57,7 @@ class Server:
         self.addresses: dict[str, tuple[str, int]] = {}
         self._token = read_token(str(config.token_file) if config.token_file else None)
 
-    def _http_runners(self) -> dict[str, tuple[web.AppRunner, int]]:
-        """A runner per HTTP port; the inference port's answers its hot routes without the
-        router (`inference_dispatch`)."""
-        options: dict[str, Any] = {
-            "access_log": None,
-            "handle_signals": False,
-            "logger": ProtocolLog(self.metrics),
-        }
+    def _apps(self) -> dict[str, tuple[web.Application, int]]:
         middleware = make_middleware(metrics=self.metrics, token=self._token)
         size = self.config.max_request_size
         inference_middleware = make_middleware(
@@ -77,22 +69,18 @@ class Server:
         inference_routes.add_to(inference)
         v2_routes = V2Routes(self.models, max_response_size=limit)
         v2_routes.add_to(inference)
+        inference[inference_dispatch.HOT_ROUTES] = inference_dispatch.HotRoutes(
+            inference=inference_routes, v2=v2_routes, middleware=inference_middleware
+        )
         openapi.add_document_route(inference, version=server_version(), error_formats=ERROR_FORMATS)
         management = web.Application(middlewares=[middleware], client_max_size=size)
         ManagementRoutes(self.models).add_to(management)
         metrics = web.Application(middlewares=[make_middleware(metrics=self.metrics, token=None)])
         metrics.router.add_get("/metrics", self._metrics)
-        inference_runner = InferenceRunner(
-            inference,
-            inference=inference_routes,
-            v2=v2_routes,
-            middleware=inference_middleware,
-            **options,
-        )
         return {
-            "inference": (inference_runner, self.config.inference_port),
-            "management": (web.AppRunner(management, **options), self.config.management_port),
-            "metrics": (web.AppRunner(metrics, **options), self.config.metrics_port),
+            "inference": (inference, self.config.inference_port),
+            "management": (management, self.config.management_port),
+            "metrics": (metrics, self.config.metrics_port),
         }
 
     def _grpc_listeners(self) -> dict[str, tuple[GrpcListener, int]]:
@@ -130,7 +118,10 @@ class Server:
 
     async def start(self) -> None:
         """Binds the three ports, then starts the workers (so /ping answers 503 while loading)."""
-        for name, (runner, port) in self._http_runners().items():
+        for name, (app, port) in self._apps().items():
+            runner = inference_dispatch.runner(
+                app, access_log=None, handle_signals=False, logger=ProtocolLog(self.metrics)
+            )
             await runner.setup()
             site = web.TCPSite(runner, self.config.host, port)
             await site.start()

@@ -10,9 +10,10 @@ application, which serves every route, the hot ones included, so behaviour is th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
@@ -27,18 +28,36 @@ _UNPLAIN = frozenset("%{}#")
 _PREDICTION_METHODS = frozenset(PREDICTION_METHODS)
 
 
-def hot_handler(
-    method: str, raw_path: str, *, inference: InferenceRoutes, v2: V2Routes
-) -> Handler | None:
+@dataclasses.dataclass(frozen=True)
+class HotRoutes:
+    """The handlers of the hot routes and the middleware of the port they are served on."""
+
+    inference: InferenceRoutes
+    v2: V2Routes
+    middleware: Middleware
+
+
+# Set on the inference application; its runner then serves the hot routes itself.
+HOT_ROUTES = web.AppKey("hot_routes", HotRoutes)
+
+
+def runner(app: web.Application, **options: Any) -> web.AppRunner:
+    """The application's runner: one with the hot path when the app carries `HOT_ROUTES`."""
+    if HOT_ROUTES in app:
+        return InferenceRunner(app, **options)
+    return web.AppRunner(app, **options)
+
+
+def hot_handler(method: str, raw_path: str, routes: HotRoutes) -> Handler | None:
     """The handler of a hot route with its model and version bound, or None for any request the
     application should route."""
     parts = _plain_segments(raw_path)
     if parts is None:
         return None
     if parts[0] == "predictions":
-        return _prediction(method, parts, inference)
+        return _prediction(method, parts, routes.inference)
     if parts[0] == "v2":
-        return _v2_infer(method, parts, v2)
+        return _v2_infer(method, parts, routes.v2)
     return None
 
 
@@ -74,18 +93,15 @@ def _v2_infer(method: str, parts: list[str], v2: V2Routes) -> Handler | None:
 
 
 def dispatcher(
-    *,
-    inference: InferenceRoutes,
-    v2: V2Routes,
-    middleware: Middleware,
-    application: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+    routes: HotRoutes, application: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
-    """The inference port's request handler: hot routes through `middleware`, the rest to the
-    application's own handler."""
+    """The inference port's request handler: hot routes through the port's middleware, the rest
+    to the application's own handler."""
+    middleware = routes.middleware
 
     def dispatch(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
         if hdrs.EXPECT not in request.headers:
-            handler = hot_handler(request.method, request.raw_path, inference=inference, v2=v2)
+            handler = hot_handler(request.method, request.raw_path, routes)
             if handler is not None:
                 # The application's request factory makes every request a web.Request.
                 return middleware(cast(web.Request, request), handler)
@@ -97,28 +113,9 @@ def dispatcher(
 class InferenceRunner(web.AppRunner):
     """An AppRunner whose server sends the hot routes past the application's router."""
 
-    __slots__ = ("_inference", "_middleware", "_v2")
-
-    def __init__(
-        self,
-        app: web.Application,
-        *,
-        inference: InferenceRoutes,
-        v2: V2Routes,
-        middleware: Middleware,
-        **kwargs: object,
-    ) -> None:
-        super().__init__(app, **kwargs)  # type: ignore[arg-type]
-        self._inference = inference
-        self._v2 = v2
-        self._middleware = middleware
+    __slots__ = ()
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        server.request_handler = dispatcher(
-            inference=self._inference,
-            v2=self._v2,
-            middleware=self._middleware,
-            application=server.request_handler,
-        )
+        server.request_handler = dispatcher(self.app[HOT_ROUTES], server.request_handler)
         return server
