@@ -8,11 +8,10 @@ type, status and headers a handler set on the context win.
 from __future__ import annotations
 
 import io
-import json
 import sys
 from typing import Any
 
-from marserve import error_body
+from marserve import error_body, indented_json
 from marserve.context import Context
 from marserve.results import PredictionResult
 
@@ -37,7 +36,7 @@ def encode_body(value: Any) -> tuple[bytes, str]:
         torch.save(value, buffer)
         return buffer.getvalue(), BINARY
     try:
-        return json.dumps(value, indent=2).encode("utf-8"), JSON
+        return indented_json.dumps(value), JSON
     except (TypeError, ValueError) as error:
         raise UnsupportedOutputError(
             f"unsupported model output type {type(value).__name__}: {error}"
