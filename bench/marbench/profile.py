@@ -29,6 +29,7 @@ WORKER_BUCKETS = (
     ("handler preprocess (JSON / PNG decode)", "bench_handler.py", ""),
     ("forward pass", "torch/nn/", ""),
     ("response encoding (JSON)", "marserve/responses.py", ""),
+    ("response encoding (JSON)", "marserve/indented_json.py", ""),
     ("handler metrics", "marserve/handler_metrics.py", ""),
     ("Service / BaseHandler plumbing", "marserve/", ""),
 )
@@ -36,6 +37,7 @@ FRONT_BUCKETS = (
     ("IPC with the worker (pickle, frames)", "marserve/server/ipc.py", ""),
     ("metrics", "prometheus_client/", ""),
     ("metrics", "marserve/server/metrics.py", ""),
+    ("metrics", "marserve/server/metric_tallies.py", ""),
     ("batching and dispatch", "marserve/server/batching.py", ""),
     ("batching and dispatch", "marserve/server/scheduler.py", ""),
     ("batching and dispatch", "marserve/server/worker_pool.py", ""),
@@ -117,7 +119,7 @@ def main() -> int:
     model = artifacts.build(args.model, work_dir=work, model_yaml=config.model_yaml)
     server = servers.start("marserve", model=model, config=config, run_dir=work / "run")
     try:
-        servers.wait_first_200(server, model=model, timeout_s=config.start_timeout_s)
+        first_200_s = servers.wait_first_200(server, model=model, timeout_s=config.start_timeout_s)
         front = server.process.pid
         url = f"http://127.0.0.1:{server.ports.inference}/predictions/{model.name}"
         worker = busiest_descendant(front, url=url, model=model)
@@ -146,6 +148,7 @@ def main() -> int:
         f"marserve {model.name} c={args.concurrency}: {result.throughput:.0f} req/s, "
         f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors}"
     )
+    print(f"start to first 200: {first_200_s:.2f} s")
     seconds = result.duration_s
     for name, pid in (("front end", front), ("worker", worker)):
         on_cpu = after[pid][0] - before[pid][0]
