@@ -48,9 +48,16 @@ FRONT_BUCKETS = (
     ("HTTP request parse and dispatch (aiohttp)", "aiohttp/", ""),
 )
 EVENT_LOOP = ("event loop (asyncio, select, socket reads)", ("asyncio/", "selectors.py"))
+EVENT_LOOP_RUN = "(asyncio/runners.py:"
 
 
 def bucket_of(stack: list[str], buckets: tuple[tuple[str, str, str], ...]) -> str:
+    """The bucket of the innermost frame that matches one. Frames up to the event loop's `run`
+    are the server's start-up, on every stack: a sample with nothing above them is the loop
+    itself (uvloop's C code, its polling and socket calls), not the code that started it."""
+    runner = [index for index, frame in enumerate(stack) if EVENT_LOOP_RUN in frame]
+    if runner:
+        stack = stack[runner[-1] :]
     for frame in reversed(stack):
         function, _, location = frame.partition(" (")
         for name, fragment, wanted in buckets:
