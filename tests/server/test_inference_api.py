@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 import torch
+import yarl
 
 from support import models
 
@@ -278,3 +279,31 @@ async def test_openapi_describes_the_inference_routes(main_server: Any, http: An
     assert document["openapi"].startswith("3.")
     for path in ("/ping", "/predictions/{model}", "/v2/models/{model}/infer"):
         assert path in document["paths"]
+
+
+@pytest.mark.parametrize(
+    ("hot", "routed"),
+    [
+        ("/predictions/mlp", "/predictions/ml%70"),  # the escape sends it through the router
+        ("/predictions/nope", "/predictions/nop%65"),
+        ("/v2/models/nope/infer", "/v2/models/nop%65/infer"),
+    ],
+)
+async def test_the_hot_path_and_the_router_answer_alike(
+    main_server: Any, auth: dict[str, str], hot: str, routed: str
+) -> None:
+    """`inference_dispatch` answers plain hot paths itself and leaves escaped ones to aiohttp's
+    router: status, body, content type, request id and the token check must not tell them
+    apart."""
+    answers = []
+    async with aiohttp.ClientSession() as session:
+        for path in (hot, routed):
+            url = yarl.URL(f"{main_server.inference}{path}", encoded=True)
+            headers = {**auth, "X-Request-Id": f"same-{path}"}
+            async with session.post(url, json=[ROW], headers=headers) as response:
+                assert response.headers["X-Request-Id"] == f"same-{path}"
+                answers.append((response.status, response.content_type, await response.read()))
+            async with session.post(url, json=[ROW]) as response:
+                assert response.status == 401
+    assert answers[0] == answers[1]
+    assert answers[0][0] in (200, 404)
