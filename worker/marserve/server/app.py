@@ -21,10 +21,11 @@ from marserve.server.errors import ErrorFormat
 from marserve.server.metrics import CONTENT_TYPE, ServerMetrics
 from marserve.server.middleware import make_middleware, read_token
 from marserve.server.model_sources import ModelSource
+from marserve.server.open_inference import server_version
 from marserve.server.protocol_log import ProtocolLog
 from marserve.server.routes_inference import InferenceRoutes
 from marserve.server.routes_management import ManagementRoutes
-from marserve.server.routes_v2 import V2Routes, server_version
+from marserve.server.routes_v2 import V2Routes
 from marserve.server.scheduler import ModelScheduler
 from marserve.server.served_models import ServedModels
 

@@ -96,6 +96,13 @@ class Reply:
     first: PredictionResult
     rest: AsyncIterator[PredictionResult] | None
 
+    async def results(self) -> AsyncIterator[PredictionResult]:
+        """Every result in order: the first, then a streamed answer's following chunks."""
+        yield self.first
+        if self.rest is not None:
+            async for result in self.rest:
+                yield result
+
 
 class DeadlineSweep:
     """Fails requests still unanswered at the model's response timeout (504) with one timer per

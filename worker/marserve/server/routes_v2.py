@@ -10,23 +10,15 @@ unless its model YAML opts into tensors (`openInferenceProtocol.handlerInput: te
 
 from __future__ import annotations
 
-import json
-from importlib import metadata
-from typing import Any
-
 from aiohttp import web
 
-from marserve.inference_request import Parameter
 from marserve.results import PredictionResult
-from marserve.server import errors, model_signature, openapi, tensors
-from marserve.server.batching import Reply
-from marserve.server.errors import ServingError
+from marserve.server import open_inference, openapi, tensors
 from marserve.server.http_io import (
     JSON,
     REQUEST_ID,
     decode_result_body,
     inference_request,
-    json_parameter,
     parse_json,
     result_response,
 )
@@ -34,7 +26,6 @@ from marserve.server.scheduler import ModelScheduler
 from marserve.server.served_models import ServedModels
 
 PATH_PREFIX = "/v2"
-EXTENSIONS = ("binary_tensor_data", "parameters")
 TENSOR = {
     "type": "object",
     "required": ["name", "shape", "datatype"],
@@ -63,13 +54,6 @@ INFER_BODY = {"content": {
     "required": True}  # fmt: skip
 
 
-def server_version() -> str:
-    try:
-        return metadata.version("marserve")
-    except metadata.PackageNotFoundError:
-        return "0"
-
-
 class V2Routes:
     """Handlers of the Open Inference Protocol REST API."""
 
@@ -93,9 +77,7 @@ class V2Routes:
 
     @openapi.operation("Server metadata")
     async def server_metadata(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"name": "marserve", "version": server_version(), "extensions": list(EXTENSIONS)}
-        )
+        return web.json_response(open_inference.server_metadata())
 
     @openapi.operation("Liveness")
     async def live(self, request: web.Request) -> web.Response:
@@ -108,19 +90,7 @@ class V2Routes:
 
     @openapi.operation("Model metadata")
     async def model_metadata(self, request: web.Request) -> web.Response:
-        scheduler = self._scheduler(request)
-        signature = scheduler.source.signature
-        return web.json_response(
-            {
-                "name": scheduler.name,
-                "versions": [scheduler.source.version],
-                "platform": model_signature.platform(
-                    scheduler.source.manifest, scheduler.source.yaml_config
-                ),
-                "inputs": [spec.metadata() for spec in signature.inputs],
-                "outputs": [spec.metadata() for spec in signature.outputs],
-            }
-        )
+        return web.json_response(open_inference.model_metadata(self._scheduler(request)))
 
     @openapi.operation("Model readiness")
     async def model_ready(self, request: web.Request) -> web.Response:
@@ -144,20 +114,20 @@ class V2Routes:
         header, binary = tensors.split_body(body, request.headers.get(tensors.HEADER_LENGTH))
         payload = parse_json(header)
         decoded = tensors.parse_request(payload, binary)
-        tensor_inputs = scheduler.source.signature.tensor_inputs and not scheduler.source.envelope
-        if tensor_inputs:
-            parameters = tuple(
-                json_parameter(name, value) for name, value in tensors.handler_inputs(decoded)
-            )
-        elif binary:
-            parameters = (json_parameter("body", tensors.json_document(payload, decoded)),)
-        else:
-            parameters = (Parameter("body", JSON, body),)
+        tensor_inputs = open_inference.takes_tensors(scheduler)
+        parameters = open_inference.handler_parameters(
+            decoded,
+            document=payload,
+            tensor_inputs=tensor_inputs,
+            json_body=None if binary else body,
+        )
         reply = await scheduler.infer(inference_request(request, parameters, explain=False))
-        result = _one_result(reply, model=scheduler.name)
+        result = open_inference.one_result(
+            reply, model=scheduler.name, protocol="the Open Inference Protocol"
+        )
         if not tensor_inputs and not tensors.wants_shaping(decoded):
             return result_response(result, max_size=self.max_response_size)
-        answer = _v2_response(
+        answer = open_inference.inference_response(
             decode_result_body(result),
             scheduler=scheduler,
             request_id=decoded.id or request[REQUEST_ID],
@@ -172,30 +142,3 @@ class V2Routes:
             headers=headers,
         )
         return result_response(encoded, max_size=self.max_response_size)
-
-
-def _one_result(reply: Reply, *, model: str) -> PredictionResult:
-    """The handler's one answer; a failure keeps its status and message in the protocol's body."""
-    if reply.rest is not None:
-        raise errors.streamed_answer(model, protocol="the Open Inference Protocol")
-    result = reply.first
-    if result.ok:
-        return result
-    message = decode_result_body(result)
-    if isinstance(message, dict) and isinstance(message.get("message"), str):
-        raise ServingError(result.status, str(message.get("type", "")), message["message"])
-    text = message if isinstance(message, str) else json.dumps(message)
-    raise ServingError(result.status, "PredictionError", text)
-
-
-def _v2_response(answer: Any, *, scheduler: ModelScheduler, request_id: str) -> dict[str, Any]:
-    """The handler's answer as an inference response: as it is when it is one, otherwise the
-    output `output-0`."""
-    if isinstance(answer, dict) and isinstance(answer.get("outputs"), list):
-        response = dict(answer)
-    else:
-        response = {"outputs": [tensors.output_tensor(answer, name="output-0")]}
-    response.setdefault("model_name", scheduler.name)
-    response.setdefault("model_version", scheduler.source.version)
-    response.setdefault("id", str(request_id))
-    return response

@@ -195,28 +195,34 @@ def wants_shaping(request: InferRequest) -> bool:
     return request.outputs is not None or request.binary_output
 
 
-def encode_response(answer: Mapping[str, Any], request: InferRequest) -> tuple[bytes, bytes]:
-    """The response's JSON header and binary tail: the outputs the client named (all when it
-    named none), each in binary where asked. Raises 400 for a named output the model lacks and
-    500 for an answer whose outputs are not tensors."""
+def chosen_outputs(
+    answer: Mapping[str, Any], request: InferRequest
+) -> list[tuple[Mapping[str, Any], bool]]:
+    """The outputs of an inference response the client named (all when it named none), each
+    with whether it goes in binary. Raises 400 for a named output the model lacks and 500 for an
+    answer whose outputs are not tensors."""
     outputs = answer.get("outputs")
     if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
         raise ServingError(500, "InvalidModelOutput", "The model's answer has no 'outputs' list")
-    by_name = {output.get("name"): output for output in outputs}
     if request.outputs is None:
-        chosen = [(output, request.binary_output) for output in outputs]
-    else:
-        missing = sorted(set(request.outputs) - set(by_name))
-        if missing:
-            raise _bad(f"the model has no output named {', '.join(map(repr, missing))}")
-        chosen = [(by_name[name], binary) for name, binary in request.outputs.items()]
+        return [(output, request.binary_output) for output in outputs]
+    by_name = {output.get("name"): output for output in outputs}
+    missing = sorted(set(request.outputs) - set(by_name))
+    if missing:
+        raise _bad(f"the model has no output named {', '.join(map(repr, missing))}")
+    return [(by_name[name], binary) for name, binary in request.outputs.items()]
+
+
+def encode_response(answer: Mapping[str, Any], request: InferRequest) -> tuple[bytes, bytes]:
+    """The REST response's JSON header and binary tail: the chosen outputs, each in binary
+    where asked."""
     tail: list[bytes] = []
     encoded = []
-    for output, binary in chosen:
+    for output, binary in chosen_outputs(answer, request):
         if not binary:
             encoded.append(output)
             continue
-        raw = _raw_output(output)
+        raw = raw_output(output)
         tail.append(raw)
         parameters = {**output.get("parameters", {}), "binary_data_size": len(raw)}
         described = {key: value for key, value in output.items() if key != "data"}
@@ -225,7 +231,9 @@ def encode_response(answer: Mapping[str, Any], request: InferRequest) -> tuple[b
     return header, b"".join(tail)
 
 
-def _raw_output(output: Mapping[str, Any]) -> bytes:
+def raw_output(output: Mapping[str, Any]) -> bytes:
+    """The raw bytes of an output tensor given as JSON; one that is not a tensor is the
+    model's fault (500)."""
     try:
         array = tensor_codec.from_json(
             output.get("data"), datatype=output.get("datatype"), shape=output.get("shape")

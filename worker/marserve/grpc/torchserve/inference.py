@@ -73,7 +73,7 @@ class TorchServeInference:
         self, request: inference_pb2.PredictionsRequest, call: Call
     ) -> AsyncIterator[inference_pb2.PredictionResponse]:
         reply = await self._infer(request, call, request_id=call.request_id)
-        async for result in _results(reply):
+        async for result in reply.results():
             yield inference_pb2.PredictionResponse(prediction=self._body(result))
 
     async def stream_predictions2(
@@ -92,7 +92,7 @@ class TorchServeInference:
                     request_id=f"{call.request_id}-{index}",
                     headers=((SEQUENCE_ID_HEADER, sequence_id),),
                 )
-                async for result in _results(reply):
+                async for result in reply.results():
                     yield inference_pb2.PredictionResponse(
                         prediction=self._body(result), sequenceId=sequence_id
                     )
@@ -128,11 +128,3 @@ class TorchServeInference:
             raise prediction_error(result)
         check_response_size(result.body, max_size=self.max_response_size)
         return result.body
-
-
-async def _results(reply: Reply) -> AsyncIterator[PredictionResult]:
-    """Every result of a reply: the first, then a streamed answer's following chunks."""
-    yield reply.first
-    if reply.rest is not None:
-        async for result in reply.rest:
-            yield result
