@@ -1,7 +1,7 @@
 """`make grpc`: writes the Python stubs of marserve's .proto files with grpcio-tools' protoc.
 
 The stubs are committed next to their .proto files, so installing marserve needs no protoc and
-the worker image needs no grpcio-tools; tests/server/test_grpc_stubs.py regenerates them and
+the worker image needs no grpcio-tools; tests/grpc_services/test_stubs.py regenerates them and
 fails when the committed ones differ. The exact command, for each .proto under worker/marserve:
 
     python -m grpc_tools.protoc -I worker -I <grpc_tools>/_proto -I <googleapis-common-protos> \

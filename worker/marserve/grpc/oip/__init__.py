@@ -1,0 +1,1 @@
+"""The Open Inference Protocol's `GRPCInferenceService` (KServe v2 / Triton's gRPC API)."""
