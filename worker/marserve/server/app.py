@@ -95,12 +95,16 @@ class Server:
         if not any(ports.values()):
             return {}
         from marserve.grpc.listener import GrpcListener
+        from marserve.grpc.oip.service import OpenInferenceGrpc
         from marserve.grpc.torchserve.inference import TorchServeInference
         from marserve.grpc.torchserve.management import TorchServeManagement
 
         limit = self.config.max_response_size
         services: dict[str, list[GrpcService]] = {
-            "grpc-inference": [TorchServeInference(self.models, max_response_size=limit).service()],
+            "grpc-inference": [
+                TorchServeInference(self.models, max_response_size=limit).service(),
+                OpenInferenceGrpc(self.models, max_response_size=limit).service(),
+            ],
             "grpc-management": [TorchServeManagement(self.models).service()],
         }
         return {

@@ -94,12 +94,12 @@ def worker_died(model: str, detail: str) -> ServingError:
     )
 
 
-def streamed_answer(model: str, *, protocol: str) -> ServingError:
+def streamed_answer(model: str, *, protocol: str, instead: str | None = None) -> ServingError:
     """A streaming handler called through a protocol whose answer is one document: refusing is
-    clearer than answering with the first chunk only."""
+    clearer than answering with the first chunk only. `instead` names the call that streams."""
     return ServingError(
         501,
         "StreamingNotSupported",
         f"Model {model!r} streams its answer, which {protocol} cannot carry in one response; "
-        f"call POST /predictions/{model} to receive the stream",
+        f"call {instead or f'POST /predictions/{model}'} to receive the stream",
     )

@@ -70,10 +70,13 @@ def handler_parameters(
     return (json_parameter("body", tensors.json_document(document, request)),)
 
 
-def one_result(reply: Reply, *, model: str, protocol: str) -> PredictionResult:
-    """The handler's one answer; a streamed answer cannot be one response and is refused."""
+def one_result(
+    reply: Reply, *, model: str, protocol: str, instead: str | None = None
+) -> PredictionResult:
+    """The handler's one answer; a streamed answer cannot be one response and is refused,
+    naming the call that streams (`instead`)."""
     if reply.rest is not None:
-        raise errors.streamed_answer(model, protocol=protocol)
+        raise errors.streamed_answer(model, protocol=protocol, instead=instead)
     return checked(reply.first)
 
 
