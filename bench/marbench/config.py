@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# marserve-grpc: the same marserve, driven through TorchServe's gRPC `Predictions` instead of HTTP.
-SERVERS = ("marserve", "marserve-grpc", "torchserve")
+# marserve-grpc: the same marserve, driven through TorchServe's gRPC `Predictions` instead of HTTP;
+# marserve-v2-binary and marserve-oip-grpc: through the Open Inference Protocol (`marbench.oip`).
+SERVERS = ("marserve", "marserve-grpc", "marserve-v2-binary", "marserve-oip-grpc", "torchserve")
 MODELS = ("mlp_eager", "mlp_ts", "cnn")
 
 
@@ -26,6 +27,9 @@ class ModelYaml:
             f"batchSize: {self.batch_size}\n"
             f"maxBatchDelay: {self.max_batch_delay_ms}\n"
             f"responseTimeout: {self.response_timeout_s}\n"
+            # Only /v2 and the protocol's gRPC read it: the handler gets tensor `data` there.
+            "openInferenceProtocol:\n"
+            "  handlerInput: tensors\n"
         )
 
 

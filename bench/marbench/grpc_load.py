@@ -1,9 +1,10 @@
-"""The gRPC load generator: TorchServe's `Predictions` RPC from grpc.aio clients, bounded by time
-and count, reporting what wrk reports for HTTP so both paths share one table.
+"""The gRPC load generator: TorchServe's `Predictions` or the Open Inference Protocol's
+`ModelInfer` from grpc.aio clients, bounded by time and count, reporting what wrk reports for HTTP
+so every path shares one table.
 
 Each of `concurrency` clients has its own channel (one HTTP/2 connection, as wrk keeps one
-keep-alive connection per client) and sends the model's body as the `data` input, one call at a
-time, the same load the HTTP path gets.
+keep-alive connection per client) and sends the model's input, one call at a time, the same load
+the HTTP path gets: the body as TorchServe's `data` input, or its tensor as `raw_input_contents`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
+from marbench import oip
+from marbench.artifacts import BenchModel
 from marbench.load import LoadResult
+from marserve.grpc.oip import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from marserve.grpc.torchserve import inference_pb2, inference_pb2_grpc
+
+# The RPC a client calls on its channel.
+Rpc = Callable[[grpc.aio.Channel], Callable[..., Awaitable[Any]]]
 
 
 def run(
@@ -36,6 +46,37 @@ def run(
         _drive(
             target,
             request,
+            rpc=lambda channel: inference_pb2_grpc.InferenceAPIsServiceStub(channel).Predictions,
+            concurrency=concurrency,
+            duration_s=duration_s,
+            max_requests=max_requests,
+        )
+    )
+
+
+def run_model_infer(
+    target: str,
+    *,
+    model: BenchModel,
+    concurrency: int,
+    duration_s: int,
+    max_requests: int,
+) -> LoadResult:
+    """Drives the Open Inference Protocol's `ModelInfer` on `target` for `duration_s` seconds."""
+    array = oip.input_array(model)
+    tensor = grpc_predict_v2_pb2.ModelInferRequest.InferInputTensor(
+        name="data", datatype="FP32", shape=list(array.shape)
+    )
+    request = grpc_predict_v2_pb2.ModelInferRequest(
+        model_name=model.name, inputs=[tensor], raw_input_contents=[array.tobytes()]
+    )
+    return asyncio.run(
+        _drive(
+            target,
+            request,
+            rpc=lambda channel: (
+                grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+            ),
             concurrency=concurrency,
             duration_s=duration_s,
             max_requests=max_requests,
@@ -45,8 +86,9 @@ def run(
 
 async def _drive(
     target: str,
-    request: inference_pb2.PredictionsRequest,
+    request: Message,
     *,
+    rpc: Rpc,
     concurrency: int,
     duration_s: int,
     max_requests: int,
@@ -58,11 +100,11 @@ async def _drive(
 
     async def client() -> None:
         async with grpc.aio.insecure_channel(target) as channel:
-            predictions = inference_pb2_grpc.InferenceAPIsServiceStub(channel).Predictions
+            call = rpc(channel)
             while time.perf_counter() < ends and len(latencies) < max_requests:
                 sent = time.perf_counter()
                 try:
-                    await predictions(request, timeout=10)
+                    await call(request, timeout=10)
                 except grpc.aio.AioRpcError as error:
                     statuses[error.code().name] += 1
                 latencies.append(time.perf_counter() - sent)

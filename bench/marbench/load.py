@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,10 @@ def run(
     concurrency: int,
     duration_s: int,
     max_requests: int,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
-    """Drives `url` with `concurrency` keep-alive connections for `duration_s` whole seconds.
+    """Drives `url` with `concurrency` keep-alive connections for `duration_s` whole seconds,
+    sending `headers` besides the content type.
 
     `max_requests` is a safety bound: a run that reaches it reports `capped`, because wrk then
     still counts the full duration and its throughput reads low.
@@ -65,6 +68,7 @@ def run(
         "--script", str(SCRIPT),
         url,
         "--", str(body_file), content_type, str(max_requests),
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
     ]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     summary_line = next(

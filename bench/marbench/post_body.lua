@@ -1,5 +1,6 @@
 -- wrk script: POSTs one fixed body, stops a thread after a request budget, and prints the run's
--- outcome as one JSON line. Arguments after `--`: body file, content type, max responses per thread.
+-- outcome as one JSON line. Arguments after `--`: body file, content type, max responses per thread,
+-- then any further headers, each as "Name: value".
 
 local threads = {}
 
@@ -14,6 +15,10 @@ function init(args)
   file:close()
   wrk.headers["Content-Type"] = args[2]
   budget = tonumber(args[3])
+  for index = 4, #args do
+    local name, value = args[index]:match("^([^:]+):%s*(.*)$")
+    wrk.headers[name] = value
+  end
   responses = 0
   non_ok = 0
   statuses = {}

@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from marbench import artifacts, grpc_load, load, physical, scrape, servers
+from marbench import artifacts, grpc_load, load, oip, physical, scrape, servers
 from marbench.artifacts import BenchModel
 from marbench.config import BenchConfig
 
@@ -77,6 +77,25 @@ def _drive(
             f"127.0.0.1:{server.ports.grpc_inference}",
             model=model.name,
             body_file=model.body_file,
+            concurrency=concurrency,
+            duration_s=duration_s,
+            max_requests=config.max_requests,
+        )
+    if server.name == "marserve-oip-grpc":
+        return grpc_load.run_model_infer(
+            f"127.0.0.1:{server.ports.grpc_inference}",
+            model=model,
+            concurrency=concurrency,
+            duration_s=duration_s,
+            max_requests=config.max_requests,
+        )
+    if server.name == "marserve-v2-binary":
+        body_file, header_length = oip.v2_binary_body(model)
+        return load.run(
+            f"http://127.0.0.1:{server.ports.inference}/v2/models/{model.name}/infer",
+            body_file=body_file,
+            content_type="application/octet-stream",
+            headers={oip.HEADER_LENGTH: str(header_length)},
             concurrency=concurrency,
             duration_s=duration_s,
             max_requests=config.max_requests,
@@ -194,6 +213,9 @@ def run(config: BenchConfig) -> RunResults:
     for round_index in range(config.rounds):
         for model in built.values():
             for name in config.servers:
+                if name in oip.SERVERS and not oip.takes(model):
+                    _log(f"round {round_index}: {name} skips {model.name} (its body is no tensor)")
+                    continue
                 _log(f"round {round_index}: {name} serving {model.name}")
                 runs.append(_serve_and_measure(name, model, round_index=round_index, config=config))
     return RunResults(physical=limits, runs=runs, torch_import_s=torch_import_s)

@@ -77,11 +77,10 @@ def test_bench_runs_marserve_on_the_image_model(tmp_path: Path) -> None:
 def test_bench_runs_torchserve_and_marserve_side_by_side(tmp_path: Path) -> None:
     table, document = run_bench(tmp_path, "--models", "mlp_eager")
 
-    for server in ("marserve", "marserve-grpc", "torchserve"):
+    servers = ("marserve", "marserve-grpc", "marserve-v2-binary", "marserve-oip-grpc", "torchserve")
+    for server in servers:
         check_server(document, model="mlp_eager", server=server)
-    assert [run["server"] for run in document["runs"]] == [
-        "marserve", "marserve-grpc", "torchserve"
-    ]  # fmt: skip
+    assert [run["server"] for run in document["runs"]] == list(servers)
     assert "| mlp_eager | 4 | **ratio** |" in table
     assert [target["met"] is not None for target in document["targets"]["mlp_eager"]] == [
         False, False, True, True, True, True  # no concurrency 64 here: those two have no value
@@ -95,3 +94,21 @@ def test_bench_drives_marserve_over_grpc(tmp_path: Path) -> None:
     check_server(document, model="mlp_eager", server="marserve-grpc")
     assert "| mlp_eager | 4 | marserve-grpc |" in table
     assert [run["server"] for run in document["runs"]] == ["marserve-grpc"]
+
+
+@needs_wrk
+def test_bench_drives_marserve_through_the_open_inference_protocol(tmp_path: Path) -> None:
+    """v2 with binary tensors (wrk) and gRPC ModelInfer on the MLP; the image model, whose body
+    is no tensor, is skipped on those paths and served on HTTP."""
+    table, document = run_bench(
+        tmp_path, "--servers", "marserve-v2-binary,marserve-oip-grpc,marserve",
+        "--models", "mlp_eager,cnn",
+    )  # fmt: skip
+
+    for server in ("marserve-v2-binary", "marserve-oip-grpc"):
+        check_server(document, model="mlp_eager", server=server)
+        assert f"| mlp_eager | 4 | {server} |" in table
+    assert [(run["model"], run["server"]) for run in document["runs"]] == [
+        ("mlp_eager", "marserve-v2-binary"), ("mlp_eager", "marserve-oip-grpc"),
+        ("mlp_eager", "marserve"), ("cnn", "marserve"),
+    ]  # fmt: skip
