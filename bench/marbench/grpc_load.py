@@ -22,7 +22,6 @@ from google.protobuf.message import Message
 from marbench import oip
 from marbench.artifacts import BenchModel
 from marbench.load import LoadResult
-from marserve.grpc.oip import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from marserve.grpc.torchserve import inference_pb2, inference_pb2_grpc
 
 # The RPC a client calls on its channel.
@@ -62,7 +61,13 @@ def run_model_infer(
     duration_s: int,
     max_requests: int,
 ) -> LoadResult:
-    """Drives the Open Inference Protocol's `ModelInfer` on `target` for `duration_s` seconds."""
+    """Drives the Open Inference Protocol's `ModelInfer` on `target` for `duration_s` seconds.
+
+    Its stubs are imported here, not with the module: they declare the same protobuf symbols as
+    tritonclient.grpc's, and the test process, which imports this module, imports those too.
+    """
+    from marserve.grpc.oip import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+
     array = oip.input_array(model)
     tensor = grpc_predict_v2_pb2.ModelInferRequest.InferInputTensor(
         name="data", datatype="FP32", shape=list(array.shape)

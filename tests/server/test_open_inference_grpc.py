@@ -183,6 +183,7 @@ def test_typed_contents_are_read_as_raw_ones_are(
         contents=service_pb2.InferTensorContents(**{field: values}),
     )  # fmt: skip
     response = stub.ModelInfer(request, metadata=tuple(AUTH.items()), timeout=10)
+    assert response.id == ""  # the echo handler answers the request's id, null here
     (output,) = response.outputs
     assert (output.name, output.datatype, list(output.shape)) == ("echo_a", datatype, [3])
     (raw,) = response.raw_output_contents

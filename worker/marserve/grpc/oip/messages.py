@@ -164,7 +164,7 @@ def infer_response(answer: Mapping[str, Any], request: InferRequest) -> pb.Model
     return pb.ModelInferResponse(
         model_name=str(answer["model_name"]),
         model_version=str(answer["model_version"]),
-        id=str(answer["id"]),
+        id="" if answer.get("id") is None else str(answer["id"]),
         parameters=parameter_messages(answer.get("parameters", {})),
         outputs=outputs,
         raw_output_contents=raw,
