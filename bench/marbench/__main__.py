@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from marbench import report, runner
-from marbench.config import MODELS, SERVERS, BenchConfig, ModelYaml
+from marbench.config import MODELS, PEER_SERVERS, SERVERS, BenchConfig, ModelYaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,12 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def parse_config(argv: list[str]) -> BenchConfig:
     parser = argparse.ArgumentParser(prog="marbench", description=__doc__)
-    parser.add_argument("--servers", type=_names(SERVERS), default=SERVERS)
+    parser.add_argument(
+        "--servers",
+        type=_names(SERVERS + PEER_SERVERS),
+        default=SERVERS,
+        help=f"any of {', '.join(SERVERS + PEER_SERVERS)} (peers need their venvs: make bench)",
+    )
     parser.add_argument("--models", type=_names(MODELS), default=MODELS)
     parser.add_argument("--concurrency", type=_ints, default=(1, 16, 64))
     parser.add_argument("--rounds", type=int, default=2, help="A/B rounds per model")
@@ -58,6 +63,9 @@ def parse_config(argv: list[str]) -> BenchConfig:
         "--marserve-bin", type=Path, default=Path(sys.executable).with_name("marserve")
     )
     parser.add_argument("--torchserve-venv", type=Path, default=REPO / ".venv-torchserve")
+    parser.add_argument(
+        "--peer-venv-dir", type=Path, default=REPO, help="where the peers' .venv-<peer> folders are"
+    )
     args = parser.parse_args(argv)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     return BenchConfig(
@@ -75,6 +83,7 @@ def parse_config(argv: list[str]) -> BenchConfig:
         torchserve_venv=args.torchserve_venv.resolve(),
         model_yaml=ModelYaml(),
         physical_iterations=args.physical_iterations,
+        peer_venv_dir=args.peer_venv_dir.resolve(),
     )
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 # marserve-grpc: the same marserve, driven through TorchServe's gRPC `Predictions` instead of HTTP;
 # marserve-v2-binary and marserve-oip-grpc: through the Open Inference Protocol (`marbench.oip`).
 SERVERS = ("marserve", "marserve-grpc", "marserve-v2-binary", "marserve-oip-grpc", "torchserve")
-MODELS = ("mlp_eager", "mlp_ts", "cnn")
+PEER_SERVERS = ("kserve_v1", "kserve_v2", "mlserver", "litserve", "rayserve")
+MODELS = ("mlp_eager", "mlp_ts", "cnn", "resnet18")
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,4 @@ class BenchConfig:
     model_yaml: ModelYaml
     physical_iterations: int
     start_timeout_s: float = 120.0
+    peer_venv_dir: Path = Path(__file__).resolve().parents[2]

@@ -25,6 +25,8 @@ from marbench.artifacts import BenchModel
 
 BATCH_SIZES = (1, 8)
 REPEATS = 5
+WARMUP_CALLS = 3  # TorchScript's profiling executor optimizes a graph after its first calls
+REPEAT_BUDGET_S = 1.0
 TORCH_IMPORT_REPEATS = 3
 TIME_TORCH_IMPORT = (
     "import time; started = time.perf_counter(); import torch; print(time.perf_counter() - started)"
@@ -40,8 +42,17 @@ class PhysicalLimit:
 
 
 def _best_mean_us(call: Callable[[], object], *, iterations: int) -> float:
-    for _ in range(max(iterations // 10, 1)):
+    """Best mean over REPEATS, each repeat capped near REPEAT_BUDGET_S for a slow model.
+
+    A ResNet-18 forward takes tens of milliseconds: 2000 iterations of it would take minutes
+    and measure nothing the first hundred do not.
+    """
+    warmup = max(iterations // 10, WARMUP_CALLS)
+    started = time.perf_counter()
+    for _ in range(warmup):
         call()
+    per_call_s = (time.perf_counter() - started) / warmup
+    iterations = max(1, min(iterations, int(REPEAT_BUDGET_S / max(per_call_s, 1e-9))))
     best = float("inf")
     for _ in range(REPEATS):
         started = time.perf_counter()

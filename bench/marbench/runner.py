@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from marbench import artifacts, grpc_load, load, oip, physical, scrape, servers
+from marbench import artifacts, grpc_load, load, oip, peers, physical, servers
 from marbench.artifacts import BenchModel
 from marbench.config import BenchConfig
 
@@ -101,9 +101,9 @@ def _drive(
             max_requests=config.max_requests,
         )
     return load.run(
-        f"http://127.0.0.1:{server.ports.inference}/predictions/{model.name}",
-        body_file=model.body_file,
-        content_type=model.content_type,
+        f"http://127.0.0.1:{server.ports.inference}{server.endpoint.path}",
+        body_file=server.endpoint.body_file,
+        content_type=server.endpoint.content_type,
         concurrency=concurrency,
         duration_s=duration_s,
         max_requests=config.max_requests,
@@ -116,13 +116,13 @@ def _point(
     if config.warmup_s > 0:
         _drive(server, model, concurrency=concurrency, duration_s=config.warmup_s, config=config)
         servers.drain(server, model=model)
-    counters_before = scrape.batch_counters(server.metrics_text(), model=model.name)
+    counters_before = server.batch_counters(model=model.name)
     cpu_before = server.stats().cpu_seconds
     result = _drive(
         server, model, concurrency=concurrency, duration_s=config.duration_s, config=config
     )
     cpu_after = server.stats().cpu_seconds
-    counters_after = scrape.batch_counters(server.metrics_text(), model=model.name)
+    counters_after = server.batch_counters(model=model.name)
     servers.drain(server, model=model)
     return PointResult(
         concurrency=concurrency,
@@ -215,6 +215,9 @@ def run(config: BenchConfig) -> RunResults:
             for name in config.servers:
                 if name in oip.SERVERS and not oip.takes(model):
                     _log(f"round {round_index}: {name} skips {model.name} (its body is no tensor)")
+                    continue
+                if name in peers.PEERS and not (model.extracted_dir / "model.pt").exists():
+                    _log(f"round {round_index}: {name} skips {model.name} (peers load TorchScript)")
                     continue
                 _log(f"round {round_index}: {name} serving {model.name}")
                 runs.append(_serve_and_measure(name, model, round_index=round_index, config=config))

@@ -12,14 +12,16 @@ import http.client
 import os
 import signal
 import socket
+import struct
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from marbench import procstats
+from marbench import peers, procstats, scrape
 from marbench.artifacts import BenchModel
 from marbench.config import BenchConfig
+from marbench.peers import Wire
 
 POLL_INTERVAL_S = 0.01
 
@@ -36,6 +38,16 @@ class Ports:
     grpc_inference: int
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a server takes a prediction and the body it gets there, in its own wire format."""
+
+    path: str
+    body_file: Path
+    content_type: str
+    wire: Wire = Wire.RAW
+
+
 @dataclass
 class RunningServer:
     """A started server: its launcher process, the root of what is measured, and its ports."""
@@ -46,6 +58,8 @@ class RunningServer:
     log_path: Path
     started_at: float
     measured_root: int
+    endpoint: Endpoint
+    counters_file: Path | None = None
 
     def request(
         self,
@@ -75,11 +89,24 @@ class RunningServer:
             raise ServerError(f"{self.name}: /metrics answered {status}")
         return body.decode()
 
+    def batch_counters(self, *, model: str) -> scrape.BatchCounters:
+        """Batching so far: a peer's shared counter file, or the archive handler's /metrics."""
+        if self.counters_file is None:
+            return scrape.batch_counters(self.metrics_text(), model=model)
+        requests, batches = struct.unpack("<QQ", self.counters_file.read_bytes()[:16])
+        return scrape.BatchCounters(
+            requests=requests, batches=batches, native_requests=0, native_batches=0
+        )
+
     def stats(self, *, with_pss: bool = False) -> procstats.TreeSample:
         return procstats.sample(self.measured_root, with_pss=with_pss)
 
     def stop(self, *, grace_s: float = 15.0) -> None:
-        """SIGTERM to the measured root, then the whole process group if it lingers."""
+        """SIGTERM to the measured root, then SIGKILL to the process group and the tree.
+
+        The tree too: Ray starts its own services in new sessions, out of the group's reach.
+        """
+        tree = procstats.tree_pids(self.process.pid)
         for pid in (self.measured_root, self.process.pid):
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -89,6 +116,9 @@ class RunningServer:
             self.process.wait(timeout=grace_s)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.process.wait()
 
 
@@ -163,7 +193,25 @@ def start(name: str, *, model: BenchModel, config: BenchConfig, run_dir: Path) -
         grpc_inference=free_port(),
     )
     env = dict(os.environ)
-    if name.startswith("marserve"):
+    endpoint = Endpoint(f"/predictions/{model.name}", model.body_file, model.content_type)
+    counters_file = None
+    if name in peers.PEERS:
+        peer = peers.PEERS[name]
+        command = peers.command(
+            peer,
+            venv=config.peer_venv_dir / peer.venv,
+            model_file=model.extracted_dir / "model.pt",
+            name=model.name,
+            port=ports.inference,
+            batch_size=config.model_yaml.batch_size,
+            max_batch_delay_ms=config.model_yaml.max_batch_delay_ms,
+        )
+        endpoint = _peer_endpoint(peer, model=model, run_dir=run_dir)
+        counters_file = run_dir / "batch-counters"
+        counters_file.write_bytes(bytes(16))
+        env["MARBENCH_BATCH_COUNTERS"] = str(counters_file)
+        env["PYTHONPATH"] = str(peers.PEERS_DIR)
+    elif name.startswith("marserve"):
         command = _marserve_command(model, config, ports)
     else:
         command = _torchserve_command(model, config, ports, run_dir)
@@ -188,19 +236,31 @@ def start(name: str, *, model: BenchModel, config: BenchConfig, run_dir: Path) -
         log_path=log_path,
         started_at=started_at,
         measured_root=process.pid,
+        endpoint=endpoint,
+        counters_file=counters_file,
     )
+
+
+def _peer_endpoint(peer: peers.Peer, *, model: BenchModel, run_dir: Path) -> Endpoint:
+    """The model's request body rewritten in the peer's wire format, in a file for wrk."""
+    body, content_type = peers.request_body(
+        peer.wire, raw=model.body_file.read_bytes(), content_type=model.content_type
+    )
+    body_file = run_dir / "request-body"
+    body_file.write_bytes(body)
+    return Endpoint(peer.url_path(model.name), body_file, content_type, peer.wire)
 
 
 def wait_first_200(server: RunningServer, *, model: BenchModel, timeout_s: float) -> float:
     """Seconds from launch to the first 200 on a prediction; checks that answer's body too."""
-    body = model.body_file.read_bytes()
+    body = server.endpoint.body_file.read_bytes()
     deadline = server.started_at + timeout_s
     while time.perf_counter() < deadline:
         if server.process.poll() is not None:
             raise ServerError(
                 f"{server.name} exited with {server.process.returncode}; see {server.log_path}"
             )
-        status, answer = _predict(server, model=model, body=body)
+        status, answer = _predict(server, body=body)
         if status == 200:
             elapsed = time.perf_counter() - server.started_at
             _check_answer(server, model, answer)
@@ -220,10 +280,10 @@ def drain(server: RunningServer, *, model: BenchModel, timeout_s: float = 120.0)
     queue; the next run would find the queue part full. One request sent now is answered only
     after them (one worker, first in first out), so its answer means the server is idle again.
     """
-    body = model.body_file.read_bytes()
+    body = server.endpoint.body_file.read_bytes()
     deadline = time.perf_counter() + timeout_s
     while time.perf_counter() < deadline:
-        status, _ = _predict(server, model=model, body=body)
+        status, _ = _predict(server, body=body)
         if status == 200:
             return
         time.sleep(0.05)
@@ -231,23 +291,29 @@ def drain(server: RunningServer, *, model: BenchModel, timeout_s: float = 120.0)
 
 
 def _check_answer(server: RunningServer, model: BenchModel, answer: bytes) -> None:
+    """The answer must be the module's output: within 1e-4, or 1e-3 of it for large outputs.
+
+    Each venv decodes JPEG with its own Pillow build, which may round a pixel differently.
+    """
     from marbench import artifacts
 
-    got = artifacts.parse_output(answer)
+    got = peers.parse_answer(server.endpoint.wire, answer)
     want = artifacts.expected_output(model)
-    if len(got) != len(want) or any(abs(a - b) > 1e-4 for a, b in zip(got, want, strict=True)):
-        raise ServerError(f"{server.name} answered {got} for {model.name}, expected {want}")
+    if len(got) != len(want) or any(
+        abs(a - b) > 1e-4 + 1e-3 * abs(b) for a, b in zip(got, want, strict=True)
+    ):
+        raise ServerError(f"{server.name} answered {got[:8]} for {model.name}, expected {want[:8]}")
 
 
-def _predict(server: RunningServer, *, model: BenchModel, body: bytes) -> tuple[int, bytes]:
+def _predict(server: RunningServer, *, body: bytes) -> tuple[int, bytes]:
     """One prediction; status 0 while the server does not accept connections yet."""
     try:
         return server.request(
             "POST",
-            f"/predictions/{model.name}",
+            server.endpoint.path,
             port=server.ports.inference,
             body=body,
-            content_type=model.content_type,
+            content_type=server.endpoint.content_type,
         )
     except OSError:
         return 0, b""
