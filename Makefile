@@ -90,8 +90,28 @@ compat: compat-torchserve ## compatibility checks against the real TorchServe 0.
 compat-torchserve: setup $(TS_VENV)/.installed ## marserve and TorchServe side by side, same requests
 	$(BIN)/pytest -m compat tests/compat $(PYTEST_ARGS)
 
+# The Python serving peers, each in its own venv beside .venv-torchserve: torch from the local CPU
+# wheel first, then the peer at a version that installs and runs here, and Pillow for the image
+# models. MLServer 1.7.1's workers call asyncio.get_event_loop(), which uvloop 0.22 and later
+# refuse outside a running loop: uvloop stays at 0.21.0 there.
+PILLOW_VERSION := 13.0.0
+PEER_VENVS := .venv-kserve .venv-mlserver .venv-litserve .venv-rayserve
+PEER_PACKAGES_.venv-kserve := kserve==0.21.0
+PEER_PACKAGES_.venv-mlserver := mlserver==1.7.1 uvloop==0.21.0
+PEER_PACKAGES_.venv-litserve := litserve==0.2.19
+PEER_PACKAGES_.venv-rayserve := 'ray[serve]==2.60.0'
+$(addsuffix /.installed,$(PEER_VENVS)):
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/pip install -q torch==$(TORCH_VERSION)
+	$(@D)/bin/pip install -q $(PEER_PACKAGES_$(@D)) Pillow==$(PILLOW_VERSION)
+	touch $@
+
+.PHONY: bench-peers
+bench-peers: $(addsuffix /.installed,$(PEER_VENVS)) ## the peers' venvs (KServe, MLServer, LitServe, Ray Serve)
+
+# The default run is marserve and TorchServe; the published one adds the peers (docs/benchmarks.md).
 BENCH_ARGS ?=
-bench: setup $(TS_VENV)/.installed ## marserve (HTTP and gRPC) vs TorchServe vs the raw forward pass (bench/results/)
+bench: setup $(TS_VENV)/.installed bench-peers ## marserve (HTTP, gRPC, OIP) vs TorchServe vs the peers vs the raw forward pass (bench/results/)
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	PYTHONPATH=bench:tests $(PY) -m marbench --torchserve-venv $(TS_VENV) $(BENCH_ARGS)
 

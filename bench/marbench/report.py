@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from marbench import physical
+from marbench import peers, physical
 from marbench.config import BenchConfig
 from marbench.runner import PointResult, RunResults, ServerRun
 
@@ -40,6 +40,14 @@ RUN_FIELDS = (
     "peak_rss_bytes",
     "load_average",
 )
+
+
+WIRE_NOTES = {
+    peers.Wire.RAW: "raw, as marserve: JSON floats, or PNG / JPEG bytes",
+    peers.Wire.KSERVE_V1: '`{"instances": [...]}`; images as `{"b64": ...}`',
+    peers.Wire.OPEN_INFERENCE_V2: "v2 JSON: FP32 tensor [1, 8]; images as BYTES of base64",
+    peers.Wire.LITSERVE: '`{"input": ...}`: floats, or an image as base64 text',
+}
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,51 @@ def targets(summary: dict[str, dict[str, dict[str, Any]]], model: str) -> list[T
             False,
         ),
     ]
+
+
+PEER_GOALS = (
+    # (what, concurrency or None for a run field, key, goal, higher is better)
+    ("throughput c=64", 64, "throughput", 1.5, True),
+    ("p99 c=64", 64, "p99_ms", 0.7, False),
+    ("p50 c=1", 1, "p50_ms", 1.0, False),
+    ("start to first 200", None, "start_to_first_200_s", 1.0, False),
+)
+
+
+def peer_targets(summary: dict[str, dict[str, dict[str, Any]]], model: str) -> list[Target]:
+    """marserve against the best other server on each measure, whichever server that is.
+
+    The best is picked per measure (the fastest start may not be the fastest at c=64), so each
+    target's name says which server it was.
+    """
+    entries = summary[model]
+    ours = entries.get("marserve")
+    others = {name: entry for name, entry in entries.items() if name != "marserve"}
+    if ours is None or not others:
+        return []
+
+    def value(entry: dict[str, Any], concurrency: int | None, key: str) -> float | None:
+        if concurrency is None:
+            return entry[key]
+        point = entry["points"].get(concurrency)
+        return None if point is None or point[key] is None else float(point[key])
+
+    found = []
+    for what, concurrency, key, goal, higher_is_better in PEER_GOALS:
+        measured = {
+            name: v
+            for name, entry in others.items()
+            if (v := value(entry, concurrency, key)) is not None
+        }
+        if not measured:
+            continue
+        pick = max if higher_is_better else min
+        best = pick(measured, key=lambda name: measured[name])
+        ratio = _ratio(value(ours, concurrency, key), measured[best])
+        found.append(
+            Target(f"{what}, marserve / best other ({best})", ratio, goal, higher_is_better)
+        )
+    return found
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -285,7 +338,36 @@ def render(results: RunResults, summary: dict[str, dict[str, dict[str, Any]]]) -
         for target in targets(summary, model)
     ]
     lines += _table(["model", "target", "value", "goal", "met"], target_rows)
+    lines += _peer_sections(summary)
     return "\n".join(lines) + "\n"
+
+
+def _met(target: Target) -> str:
+    return {True: "yes", False: "**no**", None: "-"}[target.met]
+
+
+def _peer_sections(summary: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """How each peer in the run was reached, and marserve against the best other server."""
+    present = [name for name in peers.PEERS if any(name in entry for entry in summary.values())]
+    if not present:
+        return []
+    lines = ["", "### Peers: endpoint, request format and batching", ""]
+    lines += _table(
+        ["server", "endpoint", "request body", "batching"],
+        [
+            [name, f"`{peers.PEERS[name].path}`", WIRE_NOTES[peers.PEERS[name].wire],
+             peers.PEERS[name].batching]
+            for name in present
+        ],
+    )  # fmt: skip
+    lines += ["", "### Against the best other server (medians over rounds)", ""]
+    rows = [
+        [model, target.name, _fmt(target.value),
+         f"{'≥' if target.higher_is_better else '≤'} {target.limit}", _met(target)]
+        for model in summary
+        for target in peer_targets(summary, model)
+    ]  # fmt: skip
+    return lines + _table(["model", "target", "value", "goal", "met"], rows)
 
 
 def _command_output(*command: str) -> str:
@@ -352,6 +434,13 @@ def write_json(
             model: [
                 dict(dataclasses.asdict(target), met=target.met)
                 for target in targets(summary, model)
+            ]
+            for model in summary
+        },
+        "peer_targets": {
+            model: [
+                dict(dataclasses.asdict(target), met=target.met)
+                for target in peer_targets(summary, model)
             ]
             for model in summary
         },
