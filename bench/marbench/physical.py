@@ -42,15 +42,18 @@ class PhysicalLimit:
 
 
 def _best_mean_us(call: Callable[[], object], *, iterations: int) -> float:
-    """Best mean over REPEATS, each repeat capped near REPEAT_BUDGET_S for a slow model.
+    """Best mean over REPEATS; warm-up and each repeat capped near REPEAT_BUDGET_S for a slow model.
 
     A ResNet-18 forward takes tens of milliseconds: 2000 iterations of it would take minutes
     and measure nothing the first hundred do not.
     """
-    warmup = max(iterations // 10, WARMUP_CALLS)
+    warmup = 0
     started = time.perf_counter()
-    for _ in range(warmup):
+    while warmup < WARMUP_CALLS or (
+        warmup < iterations // 10 and time.perf_counter() - started < REPEAT_BUDGET_S
+    ):
         call()
+        warmup += 1
     per_call_s = (time.perf_counter() - started) / warmup
     iterations = max(1, min(iterations, int(REPEAT_BUDGET_S / max(per_call_s, 1e-9))))
     best = float("inf")

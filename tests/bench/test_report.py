@@ -89,3 +89,34 @@ def test_rendered_tables_show_ratios_and_serving_overhead() -> None:
     assert "| mlp | 64 | **ratio** | 2.50 | 0.40 | 0.40 | 0.40 | - | 1.00 | 1.00 | 1.00 |" in text
     # Overhead at concurrency 1 is p50 minus the batch-1 forward pass: 0.4 ms - 0.025 ms.
     assert "| mlp | 25.0 | 40.0 | 60.0 | 90.0 | 0.38 | 0.97 |" in text
+
+
+def test_peer_targets_set_marserve_against_the_best_other_server_on_each_measure() -> None:
+    data = results()
+    # kserve_v1 starts fastest and answers c=1 fastest; mlserver is fastest at c=64.
+    fast_start = server_run("kserve_v1", 0, scale=0.3)
+    fast_start.points = [point(1, throughput=500, p50=0.2, p99=0.5),
+                         point(64, throughput=900, p50=20, p99=50)]  # fmt: skip
+    fast_crowd = server_run("mlserver", 0, scale=0.5)
+    data.runs.extend([fast_start, fast_crowd])
+    summary = report.summarize(data)
+
+    checked = {target.name: (round(target.value or 0, 3), target.met)
+               for target in report.peer_targets(summary, "mlp")}  # fmt: skip
+    assert checked == {
+        "throughput c=64, marserve / best other (mlserver)": (round(2501 / 2000, 3), False),
+        "p99 c=64, marserve / best other (mlserver)": (0.8, False),
+        "p50 c=1, marserve / best other (kserve_v1)": (2.0, False),
+        "start to first 200, marserve / best other (kserve_v1)": (round(0.4 / 0.3, 3), False),
+    }
+    text = report.render(data, summary)
+    assert "| kserve_v1 | `/v1/models/{model}:predict` |" in text
+    assert "| mlp | p99 c=64, marserve / best other (mlserver) | 0.80 | ≤ 0.7 | **no** |" in text
+
+
+def test_peer_targets_need_another_server() -> None:
+    data = results()
+    data.runs[:] = [run for run in data.runs if run.server == "marserve"]
+
+    assert report.peer_targets(report.summarize(data), "mlp") == []
+    assert "Against the best other server" not in report.render(data, report.summarize(data))
