@@ -245,24 +245,28 @@ def _load_rows(model: str, servers: dict[str, dict[str, Any]]) -> list[list[str]
 
 def render(results: RunResults, summary: dict[str, dict[str, dict[str, Any]]]) -> str:
     """Markdown tables: load points, start-up and memory, physical limit, targets."""
-    lines = ["### Load (medians over rounds)", ""]
-    lines += _table(
-        [
-            "model",
-            "c",
-            "server",
-            "req/s",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "errors",
-            "avg batch",
-            "CPU s / 1k req",
-            "CPU cores busy",
-        ],
-        [row for model, servers in summary.items() for row in _load_rows(model, servers)],
-    )
-    lines += ["", "### Start-up and memory (medians over rounds)", ""]
+    lines: list[str] = []
+    for model, servers in summary.items():
+        # One table per workload: every server side by side, ratios against TorchServe.
+        lines += [f"### Load, {model} (medians over rounds)", ""]
+        lines += _table(
+            [
+                "model",
+                "c",
+                "server",
+                "req/s",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "errors",
+                "avg batch",
+                "CPU s / 1k req",
+                "CPU cores busy",
+            ],
+            _load_rows(model, servers),
+        )
+        lines.append("")
+    lines += ["### Start-up and memory (medians over rounds)", ""]
     memory_rows = []
     for model, servers in summary.items():
         for name, entry in servers.items():
