@@ -33,6 +33,24 @@ async def test_an_idle_worker_wakes_up_for_the_next_request() -> None:
     assert [j.request_id for j in await asyncio.wait_for(taking, timeout=5)] == ["a"]
 
 
+async def test_a_ready_batch_is_taken_in_the_same_step_and_a_partial_one_under_load_is_not() -> (
+    None
+):
+    queue = ModelQueue(capacity=20, batch_size=4, max_batch_delay_s=3600)
+    assert queue.take_ready(others_busy=all_busy) is None
+    queue.put(job("a"))
+    ready = queue.take_ready(others_busy=all_busy)
+    assert ready is not None and [j.request_id for j in ready] == ["a"]  # alone: no waiting
+    for name in "bc":
+        queue.put(job(name))
+    assert queue.take_ready(others_busy=all_busy) is None  # partial under load: take() fills it
+    assert [j.request_id for j in queue.take_ready(others_busy=lambda: False) or []] == ["b", "c"]
+    for name in "defghi":
+        queue.put(job(name))
+    full = queue.take_ready(others_busy=all_busy)
+    assert full is not None and [j.request_id for j in full] == ["d", "e", "f", "g"]
+
+
 async def test_under_load_the_batch_fills_up_to_batch_size() -> None:
     queue = ModelQueue(capacity=10, batch_size=4, max_batch_delay_s=3600)
     for name in "ab":

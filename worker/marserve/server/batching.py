@@ -189,6 +189,25 @@ class ModelQueue:
         self._jobs.extendleft(reversed(batch))
         self._wake_one()
 
+    def take_ready(self, *, others_busy: Callable[[], bool]) -> list[Job] | None:
+        """The batch `take` would return without waiting, or None where it would wait.
+
+        A worker that finishes a batch while requests are queued takes the next one here, in the
+        same step of the event loop: going through a task and `asyncio.wait` costs the worker
+        two more loop iterations of idle time per batch, which at c=64 with one worker was a
+        third of its throughput.
+        """
+        if not self._jobs:
+            return None
+        partial = len(self._jobs) < self.batch_size
+        if partial and self.max_batch_delay_s > 0 and self._under_load(others_busy):
+            return None  # a partial batch under load waits to fill, in `take`
+        return self._pop_live(self.batch_size) or None
+
+    def _under_load(self, others_busy: Callable[[], bool]) -> bool:
+        """More than one job is queued and every other worker is busy: a partial batch may wait."""
+        return len(self._jobs) > 1 and others_busy()
+
     async def take(self, *, others_busy: Callable[[], bool]) -> list[Job]:
         """Waits for at least one live job and returns a batch of up to `batch_size`.
 
@@ -196,7 +215,7 @@ class ModelQueue:
         """
         while not self._jobs:
             await self._wait()
-        loaded = len(self._jobs) > 1 and others_busy()
+        loaded = self._under_load(others_busy)
         batch = self._pop_live(self.batch_size)
         if loaded and batch and len(batch) < self.batch_size and self.max_batch_delay_s > 0:
             deadline = batch[0].enqueued + self.max_batch_delay_s

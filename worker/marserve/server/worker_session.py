@@ -196,6 +196,10 @@ class WorkerSessions:
         self, *, exited: asyncio.Future[None], retiring: asyncio.Task[Any]
     ) -> list[Job] | None:
         """The next batch, or None when the process exits or the worker is retired first."""
+        if not exited.done() and not retiring.done():
+            ready = self._queue.take_ready(others_busy=self._others_busy)
+            if ready is not None:
+                return ready
         taking = asyncio.create_task(self._queue.take(others_busy=self._others_busy))
         try:
             await asyncio.wait((taking, exited, retiring), return_when=asyncio.FIRST_COMPLETED)
