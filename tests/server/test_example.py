@@ -61,3 +61,18 @@ def test_the_readme_curl_example_answers_as_shown(iris_server: Any) -> None:
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         assert json.loads(response.read()) == expected
+
+
+def test_make_runs_open_inference_curl_answers(iris_server: Any) -> None:
+    """The v2 `curl` line `make run` prints works against the same archive."""
+    makefile = (REPO / "Makefile").read_text()
+    line = re.search(r"/v2/models/iris/infer -d '(?P<body>[^']*)'", makefile)
+    assert line, "make run prints no v2 curl line"
+    body = line["body"].replace('\\"', '"')
+    request = urllib.request.Request(
+        f"{iris_server.inference}/v2/models/iris/infer", data=body.encode()
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    assert answer["model_name"] == "iris"
+    assert [output["name"] for output in answer["outputs"]] == ["output-0"]
