@@ -18,8 +18,14 @@ from aiohttp import web
 from marserve.server import inference_dispatch, openapi, routes_v2
 from marserve.server.config import ServerConfig
 from marserve.server.errors import ErrorFormat
+from marserve.server.inference_connection import PredictionPort
 from marserve.server.metrics import CONTENT_TYPE, ServerMetrics
-from marserve.server.middleware import make_middleware, read_token
+from marserve.server.middleware import (
+    expected_authorization,
+    make_middleware,
+    read_token,
+    request_ids,
+)
 from marserve.server.model_sources import ModelSource
 from marserve.server.open_inference import server_version
 from marserve.server.protocol_log import ProtocolLog
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("marserve.server")
 # The inference port's routes that answer errors in their own protocol's body.
 ERROR_FORMATS = {routes_v2.PATH_PREFIX: ErrorFormat.OPEN_INFERENCE}
+LISTEN_BACKLOG = 128  # aiohttp's, which the other ports keep
 
 
 class Server:
@@ -55,6 +62,8 @@ class Server:
         )
         self._runners: list[web.AppRunner] = []
         self._grpc: list[GrpcListener] = []
+        self._listeners: list[asyncio.Server] = []
+        self._prediction_port: PredictionPort | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self._token = read_token(str(config.token_file) if config.token_file else None)
 
@@ -128,9 +137,12 @@ class Server:
                 app, access_log=None, handle_signals=False, logger=ProtocolLog(self.metrics)
             )
             await runner.setup()
+            self._runners.append(runner)
+            if name == "inference":
+                self.addresses[name] = await self._listen_for_predictions(runner, port)
+                continue
             site = web.TCPSite(runner, self.config.host, port)
             await site.start()
-            self._runners.append(runner)
             host, bound = runner.addresses[0][:2]
             self.addresses[name] = (host, bound)
         for name, (listener, port) in self._grpc_listeners().items():
@@ -149,6 +161,31 @@ class Server:
             if name in self.addresses:
                 log.info("%s %s:%d", name, *self.addresses[name])
 
+    async def _listen_for_predictions(self, runner: web.AppRunner, port: int) -> tuple[str, int]:
+        """The inference port: plain predictions answered by `inference_connection`, every other
+        request by the runner's aiohttp server, to which such a connection is handed."""
+        server = runner.server
+        assert server is not None, "the runner is set up"
+        self._prediction_port = PredictionPort(
+            models=self.models,
+            metrics=self.metrics,
+            expected_authorization=expected_authorization(self._token),
+            new_request_id=request_ids(),
+            max_request_size=self.config.max_request_size,
+            max_response_size=self.config.max_response_size,
+            fallback=server,
+        )
+        listener = await asyncio.get_running_loop().create_server(
+            self._prediction_port.connection,
+            self.config.host,
+            port,
+            backlog=LISTEN_BACKLOG,
+            reuse_address=True,
+        )
+        self._listeners.append(listener)
+        host, bound = listener.sockets[0].getsockname()[:2]
+        return host, bound
+
     async def shutdown(self) -> None:
         """Graceful stop: not ready at once, drain in-flight work, stop workers, close ports."""
         self.models.accepting = False
@@ -162,6 +199,10 @@ class Server:
         await asyncio.gather(
             *(listener.stop(max(0.0, deadline - time.monotonic())) for listener in self._grpc)
         )
+        for listener in self._listeners:
+            listener.close()
+        if self._prediction_port is not None:
+            self._prediction_port.close()
         for app_runner in self._runners:
             await app_runner.cleanup()
         log.info("stopped")

@@ -65,16 +65,19 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     error_format: ErrorFormat = ErrorFormat.TORCHSERVE,
 ) -> web.Response:
-    if error_format is ErrorFormat.OPEN_INFERENCE:
-        body = json.dumps({"error": message}).encode()
-    else:
-        body = error_body.encode(status, error_type, message)
     return web.Response(
         status=status,
-        body=body,
+        body=encode_error(status, error_type, message, error_format),
         content_type="application/json",
         headers=headers,
     )
+
+
+def encode_error(status: int, error_type: str, message: str, error_format: ErrorFormat) -> bytes:
+    """The JSON error body of the given protocol."""
+    if error_format is ErrorFormat.OPEN_INFERENCE:
+        return json.dumps({"error": message}).encode()
+    return error_body.encode(status, error_type, message)
 
 
 def model_not_found(model: str, version: str | None = None) -> ServingError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -57,10 +57,21 @@ def inference_request(
     request_id: str | None = None,
 ) -> InferenceRequest:
     """The typed request a scheduler takes: these inputs with the call's id and HTTP headers."""
+    return request_of(
+        request_id or request[REQUEST_ID], parameters, request.headers.items(), explain=explain
+    )
+
+
+def request_of(
+    request_id: str,
+    parameters: Sequence[Parameter],
+    headers: Iterable[tuple[str, str]],
+    *,
+    explain: bool,
+) -> InferenceRequest:
+    """An `InferenceRequest` from its parts; handlers also see which API was called."""
     return InferenceRequest(
-        request_id=request_id or request[REQUEST_ID],
-        parameters=tuple(parameters),
-        headers=(*request.headers.items(), EXPLAIN[explain]),
+        request_id=request_id, parameters=tuple(parameters), headers=(*headers, EXPLAIN[explain])
     )
 
 
@@ -105,8 +116,7 @@ async def reply_response(
 ) -> web.StreamResponse:
     """A reply as HTTP: one response, or HTTP/1.1 chunked output with one chunk per result.
 
-    A stream cut short (the worker died, the deadline passed) ends with an `{"error": ...}` line,
-    since its status line has already gone out.
+    A stream cut short (the worker died, the deadline passed) ends with `stream_error_line`.
     """
     first = reply.first
     if reply.rest is None:
@@ -121,6 +131,11 @@ async def reply_response(
         async for result in reply.rest:
             await response.write(result.body)
     except ServingError as error:
-        await response.write(f'\n{{"error": {json.dumps(error.message)}}}\n'.encode())
+        await response.write(stream_error_line(error))
     await response.write_eof()
     return response
+
+
+def stream_error_line(error: ServingError) -> bytes:
+    """The last line of a streamed answer cut short: its status line has already gone out."""
+    return f'\n{{"error": {json.dumps(error.message)}}}\n'.encode()

@@ -73,12 +73,26 @@ def _plain_segments(raw_path: str) -> list[str] | None:
     return parts
 
 
-def _prediction(method: str, parts: list[str], inference: InferenceRoutes) -> Handler | None:
-    """`/predictions/{model}[/{version}]`, where a model name has no ':'."""
+def prediction_route(method: str, raw_path: str) -> tuple[str, str | None] | None:
+    """The model and version of a plain `/predictions/{model}[/{version}]` call, or None."""
+    parts = _plain_segments(raw_path)
+    if parts is None or parts[0] != "predictions":
+        return None
+    return _prediction_parts(method, parts)
+
+
+def _prediction_parts(method: str, parts: list[str]) -> tuple[str, str | None] | None:
+    """Model and version from `/predictions/{model}[/{version}]`; a model name has no ':'."""
     if len(parts) not in (2, 3) or method not in _PREDICTION_METHODS or ":" in parts[1]:
         return None
-    version = parts[2] if len(parts) == 3 else None
-    return functools.partial(inference.predict, model=parts[1], version=version)
+    return parts[1], parts[2] if len(parts) == 3 else None
+
+
+def _prediction(method: str, parts: list[str], inference: InferenceRoutes) -> Handler | None:
+    route = _prediction_parts(method, parts)
+    if route is None:
+        return None
+    return functools.partial(inference.predict, model=route[0], version=route[1])
 
 
 def _v2_infer(method: str, parts: list[str], v2: V2Routes) -> Handler | None:

@@ -61,6 +61,19 @@ def authorized(given: str, expected: bytes | None) -> bool:
     return expected is None or hmac.compare_digest(given.encode(), expected)
 
 
+def unauthorized() -> ServingError:
+    return ServingError(401, "Unauthorized", "Missing or wrong 'Authorization: Bearer' token")
+
+
+def log_answer(method: str, path: str, status: int, request_id: str, *, quiet: bool) -> None:
+    """A warning for a server error (not on `quiet` paths, which probes call), else a debug
+    line; each with the request id."""
+    if status >= 500 and not quiet:
+        log.warning("%s %s -> %d", method, path, status, extra={"request_id": request_id})
+    elif log.isEnabledFor(logging.DEBUG):
+        log.debug("%s %s -> %d", method, path, status, extra={"request_id": request_id})
+
+
 def request_ids() -> Callable[[], str]:
     """Ids for requests that came without X-Request-Id: a random 16-hex-digit prefix per server
     and a counter, 32 hex digits like a UUID, unique across restarts and replicas without a
@@ -95,9 +108,7 @@ def make_middleware(
             if request.path not in exempt and not authorized(
                 request.headers.get("Authorization", ""), expected
             ):
-                raise ServingError(
-                    401, "Unauthorized", "Missing or wrong 'Authorization: Bearer' token"
-                )
+                raise unauthorized()
             response = await handler(request)
         except ServingError as error:
             response = error.response(error_format(request.path))
@@ -117,12 +128,8 @@ def make_middleware(
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id
         metrics.response(response.status)
-        if response.status >= 500 and request.path not in exempt:
-            log.warning("%s %s -> %d", request.method, request.path, response.status,
-                        extra={"request_id": request_id})  # fmt: skip
-        elif log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s -> %d", request.method, request.path, response.status,
-                      extra={"request_id": request_id})  # fmt: skip
+        log_answer(request.method, request.path, response.status, request_id,
+                   quiet=request.path in exempt)  # fmt: skip
         return response
 
     return middleware

@@ -1,0 +1,297 @@
+"""The inference port's connections: plain predictions answered directly, the rest by aiohttp.
+
+Most of a server's traffic is `POST /predictions/{model}` on kept-alive connections. aiohttp spends
+about two thirds of the front end's CPU on such a request building and tearing down its request,
+response and writer objects, so a connection starts here: a plain request (`request_head.py` says
+which) is parsed with a few byte operations, handed to the model's scheduler and answered with one
+write. The first request that is not plain hands the connection, with every byte not yet read, to
+aiohttp's own protocol, which serves it and the rest of the connection as it serves the other
+ports; a client never sees which of the two answered, except in speed.
+
+Requests on one connection are answered in order, one at a time, as aiohttp does; bytes that
+arrive meanwhile wait in the buffer, and reading pauses while more than `PIPELINE_LIMIT` wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import cast
+
+from marserve.inference_request import Parameter
+from marserve.server import response_bytes
+from marserve.server.batching import Reply
+from marserve.server.errors import ErrorFormat, ServingError, encode_error
+from marserve.server.http_io import JSON, check_response_size, request_of, stream_error_line
+from marserve.server.inference_dispatch import prediction_route
+from marserve.server.metrics import ServerMetrics
+from marserve.server.middleware import authorized, log_answer, unauthorized
+from marserve.server.request_head import RequestHead, parse_head
+from marserve.server.served_models import ServedModels
+
+log = logging.getLogger("marserve.server.http")
+# A head not complete within this many bytes is not plain (aiohttp answers it with 400/431).
+HEAD_LIMIT = 65536
+PIPELINE_LIMIT = 1 << 20
+KEEPALIVE_TIMEOUT_S = 75.0  # aiohttp's default, which the other ports keep
+HEADER_END = b"\r\n\r\n"
+
+
+class PredictionPort:
+    """What every connection of the inference port shares: the models, the auth token, the
+    metrics, the limits, aiohttp's protocol for requests that are not plain, and the open
+    connections, which an idle sweep closes after `keepalive_timeout_s`."""
+
+    def __init__(
+        self,
+        *,
+        models: ServedModels,
+        metrics: ServerMetrics,
+        expected_authorization: bytes | None,
+        new_request_id: Callable[[], str],
+        max_request_size: int,
+        max_response_size: int,
+        fallback: Callable[[], asyncio.Protocol],
+        keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
+    ) -> None:
+        self.models = models
+        self.metrics = metrics
+        self.expected_authorization = expected_authorization
+        self.new_request_id = new_request_id
+        self.max_request_size = max_request_size
+        self.max_response_size = max_response_size
+        self.fallback = fallback
+        self.keepalive_timeout_s = keepalive_timeout_s
+        self.date = response_bytes.DateHeader()
+        self.connections: set[InferenceConnection] = set()
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def connection(self) -> InferenceConnection:
+        """The protocol factory of the port's listening socket."""
+        return InferenceConnection(self)
+
+    def opened(self, connection: InferenceConnection) -> None:
+        self.connections.add(connection)
+        if self._sweep is None:
+            self._schedule_sweep()
+
+    def _schedule_sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._sweep = loop.call_later(self.keepalive_timeout_s / 4, self._close_idle)
+
+    def _close_idle(self) -> None:
+        self._sweep = None
+        cutoff = asyncio.get_running_loop().time() - self.keepalive_timeout_s
+        for connection in list(self.connections):
+            if connection.idle_since(cutoff):
+                connection.close()
+        if self.connections:
+            self._schedule_sweep()
+
+    def close(self) -> None:
+        """Closes idle connections now and busy ones once their answer is written."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for connection in list(self.connections):
+            connection.close_when_idle()
+
+
+class InferenceConnection(asyncio.Protocol):
+    """One client connection, answered here until its first request that is not plain."""
+
+    def __init__(self, port: PredictionPort) -> None:
+        self._port = port
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._busy = False
+        self._paused = False
+        self._closing = False
+        self._last_active = self._loop.time()
+        self._answering: asyncio.Task[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._port.opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._port.connections.discard(self)
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writable = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    def data_received(self, data: bytes) -> None:
+        self._last_active = self._loop.time()
+        self._buffer += data
+        if not self._busy:
+            self._serve_next()
+        elif len(self._buffer) > PIPELINE_LIMIT and not self._paused:
+            self._paused = True
+            self._transport_or_fail().pause_reading()
+
+    def idle_since(self, cutoff: float) -> bool:
+        return not self._busy and self._last_active < cutoff
+
+    def close(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def close_when_idle(self) -> None:
+        if self._busy:
+            self._closing = True
+        else:
+            self.close()
+
+    def _transport_or_fail(self) -> asyncio.Transport:
+        assert self._transport is not None, "a connection gets data only once it is made"
+        return self._transport
+
+    def _serve_next(self) -> None:
+        """Starts answering the next complete request in the buffer, or hands the connection to
+        aiohttp when that request is not plain."""
+        buffer = self._buffer
+        end = buffer.find(HEADER_END)
+        if end < 0:
+            if len(buffer) > HEAD_LIMIT:
+                self._hand_over()
+            return
+        head = parse_head(bytes(buffer[:end]))
+        route = prediction_route(head.method, head.target) if head is not None else None
+        if head is None or route is None or head.content_length > self._port.max_request_size:
+            self._hand_over()
+            return
+        start = end + len(HEADER_END)
+        stop = start + head.content_length
+        if len(buffer) < stop:
+            return
+        body = bytes(buffer[start:stop])
+        del buffer[:stop]
+        self._busy = True
+        self._answering = self._loop.create_task(self._answer(head, *route, body))
+
+    def _hand_over(self) -> None:
+        """From this request on, aiohttp's protocol owns the connection and its unread bytes."""
+        transport = self._transport_or_fail()
+        self._port.connections.discard(self)
+        protocol = self._port.fallback()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
+        data, self._buffer = bytes(self._buffer), bytearray()
+        if data:
+            protocol.data_received(data)
+
+    async def _answer(
+        self, head: RequestHead, model: str, version: str | None, body: bytes
+    ) -> None:
+        port = self._port
+        request_id = head.request_id or port.new_request_id()
+        status = 500
+        try:
+            status = await self._predict(head, model, version, body, request_id)
+        except ServingError as error:
+            status = error.status
+            self._write_error(error, request_id, head.keep_alive)
+        except Exception:
+            log.exception("unhandled error in %s %s", head.method, head.target,
+                          extra={"request_id": request_id})  # fmt: skip
+            self._write_error(
+                ServingError(500, "InternalServerError", "Unexpected server error"),
+                request_id,
+                head.keep_alive,
+            )
+        port.metrics.response(status)
+        log_answer(head.method, head.target.partition("?")[0], status, request_id, quiet=False)
+        self._done(head.keep_alive)
+
+    async def _predict(
+        self, head: RequestHead, model: str, version: str | None, body: bytes, request_id: str
+    ) -> int:
+        """Runs the prediction and writes its answer; returns the status written."""
+        port = self._port
+        if not authorized(head.authorization, port.expected_authorization):
+            raise unauthorized()
+        scheduler = port.models.find(model, version)
+        parameters = (Parameter("body", head.content_type, body),)
+        reply = await scheduler.infer(
+            request_of(request_id, parameters, head.headers, explain=False)
+        )
+        first = reply.first
+        if reply.rest is None:
+            check_response_size(first.body, max_size=port.max_response_size)
+        headers = [
+            *first.headers.items(),
+            ("Content-Type", first.content_type or "application/octet-stream"),
+            ("X-Request-Id", request_id),
+        ]
+        length = len(first.body) if reply.rest is None else None
+        try:
+            response = response_bytes.response_head(
+                first.status, headers, length=length, keep_alive=head.keep_alive, date=port.date
+            )
+        except response_bytes.UnsafeHeaderError as error:
+            raise ServingError(500, "InternalServerError", str(error)) from error
+        if reply.rest is None:
+            self._write(response + first.body)
+        else:
+            self._write(response + response_bytes.chunk(first.body))
+            await self._stream(reply)
+        return first.status
+
+    async def _stream(self, reply: Reply) -> None:
+        """The chunks after the first, then the last chunk. An error after the status line went
+        out can only be told in the body, or, when it is not the model's, by closing."""
+        assert reply.rest is not None
+        try:
+            async for result in reply.rest:
+                self._write(response_bytes.chunk(result.body))
+                if self._writable is not None:
+                    await self._writable
+        except ServingError as error:
+            self._write(response_bytes.chunk(stream_error_line(error)))
+        except Exception:
+            log.exception("a streamed answer failed after its first chunk")
+            self.close()
+            return
+        self._write(response_bytes.LAST_CHUNK)
+
+    def _write_error(self, error: ServingError, request_id: str, keep_alive: bool) -> None:
+        body = encode_error(error.status, error.error_type, error.message, ErrorFormat.TORCHSERVE)
+        headers = [*error.headers.items(), ("Content-Type", JSON), ("X-Request-Id", request_id)]
+        head = response_bytes.response_head(
+            error.status, headers, length=len(body), keep_alive=keep_alive, date=self._port.date
+        )
+        self._write(head + body)
+
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _done(self, keep_alive: bool) -> None:
+        """The answer is written: close, or go on with the next request already buffered."""
+        self._busy = False
+        self._answering = None
+        self._last_active = self._loop.time()
+        if not keep_alive or self._closing:
+            self.close()
+            return
+        if self._paused:
+            self._paused = False
+            self._transport_or_fail().resume_reading()
+        if self._buffer:
+            self._serve_next()
