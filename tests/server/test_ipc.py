@@ -21,6 +21,7 @@ from marserve.server.messages import (
     BatchResults,
     FromWorker,
     Loaded,
+    LoadFailed,
     RunBatch,
     Stop,
     ToWorker,
@@ -47,6 +48,18 @@ def test_typed_messages_round_trip_and_the_channel_ends_cleanly() -> None:
     assert front.receive() == sent
     left.shutdown(socket.SHUT_WR)
     assert front.receive() is None
+
+
+def test_requests_pickle_as_constructor_calls_of_their_fields() -> None:
+    """Not through dataclasses' Python-level `__getstate__`, which cost the front end a third of
+    its pickling time per batch; and a field-by-field copy comes back equal."""
+    request = InferenceRequest(
+        request_id="r", parameters=(Parameter("body", "x", b"1"),), headers=(("a", "b"),)
+    )
+    batch = RunBatch(batch_id=7, requests=[request])
+    for value in (batch, request, request.parameters[0], LoadFailed(reason="no")):
+        assert value.__reduce__()[0] is type(value)
+        assert pickle.loads(pickle.dumps(value)) == value
 
 
 def test_garbage_and_foreign_values_are_unreadable_and_the_next_frame_still_reads() -> None:

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from marserve.wire import pickled_by_fields
+
 TIME_UNITS = ("ms", "s")
 SIZE_UNITS = ("MB", "kB", "GB", "B")
 
@@ -54,6 +56,7 @@ class Dimension:
 Dimensions = Sequence[Dimension] | Mapping[str, str] | None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class MetricRecord:
     """One metric update, as the server receives it when it drains the cache; it crosses from

@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from marserve.wire import pickled_by_fields
 
+
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Parameter:
     """One named input: a form field, a query parameter, the body, or one tensor."""
@@ -20,6 +23,7 @@ class Parameter:
     value: bytes
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class InferenceRequest:
     """The request id, the named inputs and the HTTP headers of one call."""

@@ -14,8 +14,10 @@ from typing import Any
 from marserve.handler_metrics import MetricRecord
 from marserve.inference_request import InferenceRequest
 from marserve.results import PredictionResult
+from marserve.wire import pickled_by_fields
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
     """What a forked worker needs to load its model and size itself, decided by the front end.
@@ -35,6 +37,7 @@ class WorkerSpec:
     memory_limit_mb: int
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class RunBatch:
     """Front end → worker: predict these requests and answer with `BatchResults`."""
@@ -43,16 +46,19 @@ class RunBatch:
     requests: Sequence[InferenceRequest]
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Stop:
     """Front end → worker: exit cleanly; the worker is no longer wanted."""
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Loaded:
     """Worker → front end: the model is loaded and the worker takes batches."""
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class LoadFailed:
     """Worker → front end: the model could not be loaded, and why (the worker then exits)."""
@@ -60,6 +66,7 @@ class LoadFailed:
     reason: str
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """Worker → front end: one streamed part of a request's answer, ahead of the batch results."""
@@ -68,6 +75,7 @@ class Chunk:
     result: PredictionResult
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class BatchResults:
     """Worker → front end: a batch's answers in request order, the handler metrics recorded
