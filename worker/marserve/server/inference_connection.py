@@ -15,19 +15,22 @@ arrive meanwhile wait in the buffer, and reading pauses while more than `PIPELIN
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import cast
 
 from marserve.inference_request import Parameter
+from marserve.results import PredictionResult
 from marserve.server import response_bytes
-from marserve.server.batching import Reply
+from marserve.server.batching import Job
 from marserve.server.errors import ErrorFormat, ServingError, encode_error
 from marserve.server.http_io import JSON, check_response_size, request_of, stream_error_line
 from marserve.server.inference_dispatch import prediction_route
 from marserve.server.metrics import ServerMetrics
 from marserve.server.middleware import authorized, log_answer, unauthorized
 from marserve.server.request_head import RequestHead, parse_head
+from marserve.server.scheduler import ModelScheduler
 from marserve.server.served_models import ServedModels
 
 log = logging.getLogger("marserve.server.http")
@@ -110,7 +113,7 @@ class InferenceConnection(asyncio.Protocol):
         self._paused = False
         self._closing = False
         self._last_active = self._loop.time()
-        self._answering: asyncio.Task[None] | None = None
+        self._streaming: asyncio.Task[None] | None = None
         self._writable: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -179,7 +182,7 @@ class InferenceConnection(asyncio.Protocol):
         body = bytes(buffer[start:stop])
         del buffer[:stop]
         self._busy = True
-        self._answering = self._loop.create_task(self._answer(head, *route, body))
+        self._start(head, *route, body)
 
     def _hand_over(self) -> None:
         """From this request on, aiohttp's protocol owns the connection and its unread bytes."""
@@ -195,99 +198,118 @@ class InferenceConnection(asyncio.Protocol):
         if data:
             protocol.data_received(data)
 
-    async def _answer(
-        self, head: RequestHead, model: str, version: str | None, body: bytes
-    ) -> None:
+    def _start(self, head: RequestHead, model: str, version: str | None, body: bytes) -> None:
+        """Admits the request to its model's queue. Its answer is written by a callback on the
+        job's outcome: a task per request would cost two more steps of the event loop."""
         port = self._port
         request_id = head.request_id or port.new_request_id()
-        status = 500
         try:
-            status = await self._predict(head, model, version, body, request_id)
-        except ServingError as error:
-            status = error.status
-            self._write_error(error, request_id, head.keep_alive)
-        except Exception:
-            log.exception("unhandled error in %s %s", head.method, head.target,
-                          extra={"request_id": request_id})  # fmt: skip
-            self._write_error(
-                ServingError(500, "InternalServerError", "Unexpected server error"),
-                request_id,
-                head.keep_alive,
-            )
-        port.metrics.response(status)
-        log_answer(head.method, head.target.partition("?")[0], status, request_id, quiet=False)
-        self._done(head.keep_alive)
+            if not authorized(head.authorization, port.expected_authorization):
+                raise unauthorized()
+            scheduler = port.models.find(model, version)
+            parameters = (Parameter("body", head.content_type, body),)
+            job = scheduler.admit(request_of(request_id, parameters, head.headers, explain=False))
+        except Exception as error:
+            self._fail(head, request_id, error)
+            return
+        answered = functools.partial(self._answered, head, request_id, scheduler, job)
+        job.outcome.add_done_callback(answered)
 
-    async def _predict(
-        self, head: RequestHead, model: str, version: str | None, body: bytes, request_id: str
-    ) -> int:
-        """Runs the prediction and writes its answer; returns the status written."""
+    def _answered(
+        self,
+        head: RequestHead,
+        request_id: str,
+        scheduler: ModelScheduler,
+        job: Job,
+        outcome: asyncio.Future[PredictionResult],
+    ) -> None:
+        try:
+            first = outcome.result()
+        except (Exception, asyncio.CancelledError) as error:
+            scheduler.settle(job, error.status if isinstance(error, ServingError) else 500)
+            self._fail(head, request_id, error)
+            return
+        scheduler.settle(job, first.status)
+        rest = job.rest()
+        try:
+            self._write_first(head, request_id, first, streamed=rest is not None)
+        except Exception as error:
+            self._fail(head, request_id, error)
+            return
+        if rest is None:
+            self._finish(head, request_id, first.status)
+        else:
+            self._streaming = self._loop.create_task(self._stream(head, request_id, first, rest))
+
+    def _write_first(
+        self, head: RequestHead, request_id: str, first: PredictionResult, *, streamed: bool
+    ) -> None:
+        """The status line, headers and the whole answer, or a streamed answer's first chunk."""
         port = self._port
-        if not authorized(head.authorization, port.expected_authorization):
-            raise unauthorized()
-        scheduler = port.models.find(model, version)
-        parameters = (Parameter("body", head.content_type, body),)
-        reply = await scheduler.infer(
-            request_of(request_id, parameters, head.headers, explain=False)
-        )
-        first = reply.first
-        if reply.rest is None:
+        if not streamed:
             check_response_size(first.body, max_size=port.max_response_size)
         headers = [
             *first.headers.items(),
             ("Content-Type", first.content_type or "application/octet-stream"),
             ("X-Request-Id", request_id),
         ]
-        length = len(first.body) if reply.rest is None else None
+        length = None if streamed else len(first.body)
         try:
             response = response_bytes.response_head(
                 first.status, headers, length=length, keep_alive=head.keep_alive, date=port.date
             )
         except response_bytes.UnsafeHeaderError as error:
             raise ServingError(500, "InternalServerError", str(error)) from error
-        if reply.rest is None:
-            self._write(response + first.body)
-        else:
-            self._write(response + response_bytes.chunk(first.body))
-            await self._stream(reply)
-        return first.status
+        self._write(response + (response_bytes.chunk(first.body) if streamed else first.body))
 
-    async def _stream(self, reply: Reply) -> None:
+    async def _stream(
+        self,
+        head: RequestHead,
+        request_id: str,
+        first: PredictionResult,
+        rest: AsyncIterator[PredictionResult],
+    ) -> None:
         """The chunks after the first, then the last chunk. An error after the status line went
         out can only be told in the body, or, when it is not the model's, by closing."""
-        assert reply.rest is not None
         try:
-            async for result in reply.rest:
+            async for result in rest:
                 self._write(response_bytes.chunk(result.body))
                 if self._writable is not None:
                     await self._writable
         except ServingError as error:
-            self._write(response_bytes.chunk(stream_error_line(error)))
+            self._write(response_bytes.chunk(stream_error_line(error)) + response_bytes.LAST_CHUNK)
         except Exception:
-            log.exception("a streamed answer failed after its first chunk")
-            self.close()
-            return
-        self._write(response_bytes.LAST_CHUNK)
+            log.exception("a streamed answer failed after its first chunk",
+                          extra={"request_id": request_id})  # fmt: skip
+            self._closing = True
+        else:
+            self._write(response_bytes.LAST_CHUNK)
+        self._streaming = None
+        self._finish(head, request_id, first.status)
 
-    def _write_error(self, error: ServingError, request_id: str, keep_alive: bool) -> None:
+    def _fail(self, head: RequestHead, request_id: str, error: BaseException) -> None:
+        """Answers with the error's JSON body, or a 500 for an error that is not the user's."""
+        if not isinstance(error, ServingError):
+            log.exception("unhandled error in %s %s", head.method, head.target, exc_info=error,
+                          extra={"request_id": request_id})  # fmt: skip
+            error = ServingError(500, "InternalServerError", "Unexpected server error")
         body = encode_error(error.status, error.error_type, error.message, ErrorFormat.TORCHSERVE)
         headers = [*error.headers.items(), ("Content-Type", JSON), ("X-Request-Id", request_id)]
-        head = response_bytes.response_head(
-            error.status, headers, length=len(body), keep_alive=keep_alive, date=self._port.date
-        )
-        self._write(head + body)
+        response = response_bytes.response_head(
+            error.status, headers, length=len(body), keep_alive=head.keep_alive,
+            date=self._port.date,
+        )  # fmt: skip
+        self._write(response + body)
+        self._finish(head, request_id, error.status)
 
-    def _write(self, data: bytes) -> None:
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
-
-    def _done(self, keep_alive: bool) -> None:
-        """The answer is written: close, or go on with the next request already buffered."""
+    def _finish(self, head: RequestHead, request_id: str, status: int) -> None:
+        """The answer is written: count and log it, then close, or go on with the next request
+        already buffered."""
+        self._port.metrics.response(status)
+        log_answer(head.method, head.target.partition("?")[0], status, request_id, quiet=False)
         self._busy = False
-        self._answering = None
         self._last_active = self._loop.time()
-        if not keep_alive or self._closing:
+        if not head.keep_alive or self._closing:
             self.close()
             return
         if self._paused:
@@ -295,3 +317,8 @@ class InferenceConnection(asyncio.Protocol):
             self._transport_or_fail().resume_reading()
         if self._buffer:
             self._serve_next()
+
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)

@@ -74,14 +74,7 @@ class ModelScheduler:
         The request counts as in flight and holds a deadline until its first result; its metrics
         are recorded once whatever happens, a refusal at the queue (429, 503) included.
         """
-        job = Job(request_id=request.request_id, request=request, loop=asyncio.get_running_loop())
-        try:
-            self.submit(job)
-        except ServingError as error:
-            self.metrics.request_done(code=error.status, total_s=0.0, queue_s=-1.0)
-            raise
-        self._inflight += 1
-        self._deadlines.add(job)
+        job = self.admit(request)
         code = 499  # the client went away before an answer
         try:
             first = await job.outcome
@@ -91,10 +84,28 @@ class ModelScheduler:
             code = error.status
             raise
         finally:
-            self._inflight -= 1
-            queue_s = job.dispatched - job.enqueued if job.dispatched >= 0 else -1.0
-            total_s = time.monotonic() - job.enqueued
-            self.metrics.request_done(code=code, total_s=total_s, queue_s=queue_s)
+            self.settle(job, code)
+
+    def admit(self, request: InferenceRequest) -> Job:
+        """Queues a request as a job in flight with a deadline, or raises the ServingError that
+        refuses it (counted). Each admitted job is `settle`d once its outcome is known: `infer`
+        does both; the inference port's own connections call them around a callback."""
+        job = Job(request_id=request.request_id, request=request, loop=asyncio.get_running_loop())
+        try:
+            self.submit(job)
+        except ServingError as error:
+            self.metrics.request_done(code=error.status, total_s=0.0, queue_s=-1.0)
+            raise
+        self._inflight += 1
+        self._deadlines.add(job)
+        return job
+
+    def settle(self, job: Job, code: int) -> None:
+        """The job's first answer (or failure) is in: no longer in flight; its metrics."""
+        self._inflight -= 1
+        queue_s = job.dispatched - job.enqueued if job.dispatched >= 0 else -1.0
+        total_s = time.monotonic() - job.enqueued
+        self.metrics.request_done(code=code, total_s=total_s, queue_s=queue_s)
 
     def submit(self, job: Job) -> None:
         """Queues a job or raises the ServingError that explains why it cannot be."""
