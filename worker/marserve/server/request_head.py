@@ -11,24 +11,31 @@ serves it, or refuses it, exactly as it always has.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # aiohttp's default limits on one request line or header line and on the number of headers.
 MAX_LINE = 8190
 MAX_HEADERS = 128
-# RFC 9110 token characters (header names); a name with anything else is not plain.
-_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-# Field-value bytes llhttp accepts in strict mode: tab, visible ASCII, space and obs-text.
-_VALUE = bytes([9, *range(32, 127), *range(128, 256)])
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"  # RFC 9110 tokens: methods and header names
+_VISIBLE = rb"[\x21-\x7e\x80-\xff]"  # visible ASCII and obs-text
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") (/[\x21-\x7e]*) HTTP/1\.1")
+# A header line: a token, a colon, and a value of visible bytes with spaces or tabs inside it
+# (llhttp's strict field-value), optional whitespace around it. No other control byte.
+_HEADER = re.compile(
+    rb"(" + _TOKEN + rb"):[ \t]*((?:" + _VISIBLE + rb"(?:[\t \x21-\x7e\x80-\xff]*"
+    + _VISIBLE + rb")?)?)[ \t]*"
+)  # fmt: skip
 _FORMS = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 # Headers that change how a message is framed or answered; any of them sends it to aiohttp.
 _NOT_PLAIN = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
-# Headers read here; a second copy of one makes the request not plain.
+# Headers read here; a second copy of one makes the request not plain, since which of two
+# copies counts is a parser's choice.
 _READ = frozenset({b"content-length", b"content-type", b"x-request-id", b"authorization",
                    b"connection"})  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestHead:
     """What the prediction path reads from a plain request head."""
 
@@ -42,95 +49,60 @@ class RequestHead:
     keep_alive: bool
 
 
-class _NotPlainError(Exception):
-    """Raised inside the reader: the request is aiohttp's to read."""
-
-
 def parse_head(head: bytes) -> RequestHead | None:
     """The head (without its closing blank line) of a plain HTTP/1.1 request, or None."""
-    try:
-        return _read(head)
-    except _NotPlainError:
-        return None
-
-
-def _read(head: bytes) -> RequestHead:
     lines = head.split(b"\r\n")
-    if len(lines) > MAX_HEADERS + 1:
-        raise _NotPlainError
-    method, target = _request_line(lines[0])
-    fields = _Fields()
-    headers = tuple(fields.read(line) for line in lines[1:])
+    request_line = _REQUEST_LINE.fullmatch(lines[0])
+    if request_line is None or len(lines[0]) > MAX_LINE or len(lines) > MAX_HEADERS + 1:
+        return None
+    headers: list[tuple[str, str]] = []
+    read: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        header = _HEADER.fullmatch(line)
+        if header is None or len(line) > MAX_LINE:
+            return None
+        name, value = header.groups()
+        key = name.lower()
+        if key in _READ:
+            if key in read:
+                return None
+            read[key] = value
+        elif key in _NOT_PLAIN:
+            return None
+        headers.append((name.decode("ascii"), value.decode("utf-8", "surrogateescape")))
+    method, target = request_line.groups()
+    return _plain_head(method.decode("ascii"), target.decode("ascii"), tuple(headers), read)
+
+
+def _plain_head(
+    method: str, target: str, headers: tuple[tuple[str, str], ...], read: dict[bytes, bytes]
+) -> RequestHead | None:
+    """The head from the values read, or None where one of them is not plain."""
+    length = read.get(b"content-length", b"0")
+    if not length.isdigit():
+        return None
+    content_type = _text(read, b"content-type")
+    if content_type and content_type.partition(";")[0].strip().lower() in _FORMS:
+        return None
+    keep_alive = True
+    if b"connection" in read:
+        connection = {token.strip() for token in read[b"connection"].lower().split(b",")}
+        if b"upgrade" in connection:
+            return None
+        keep_alive = b"close" not in connection
     return RequestHead(
         method=method,
         target=target,
         headers=headers,
-        content_length=fields.content_length,
-        content_type=fields.content_type,
-        request_id=fields.request_id,
-        authorization=fields.authorization,
-        keep_alive=fields.keep_alive,
+        content_length=int(length),
+        content_type=content_type,
+        request_id=_text(read, b"x-request-id"),
+        authorization=_text(read, b"authorization"),
+        keep_alive=keep_alive,
     )
 
 
-def _request_line(line: bytes) -> tuple[str, str]:
-    parts = line.split(b" ")
-    if len(line) > MAX_LINE or len(parts) != 3 or parts[2] != b"HTTP/1.1":
-        raise _NotPlainError
-    method, target = parts[0], parts[1]
-    if not method or method.translate(None, _TOKEN) or not target.startswith(b"/"):
-        raise _NotPlainError
-    if not target.isascii() or target.translate(None, _VALUE) or b"\t" in target:
-        raise _NotPlainError
-    return method.decode("ascii"), target.decode("ascii")
-
-
-class _Fields:
-    """The header values the prediction path reads, gathered line by line."""
-
-    __slots__ = ("authorization", "content_length", "content_type", "keep_alive", "request_id",
-                 "seen")  # fmt: skip
-
-    def __init__(self) -> None:
-        self.content_length = 0
-        self.content_type = self.request_id = self.authorization = ""
-        self.keep_alive = True
-        self.seen: set[bytes] = set()
-
-    def read(self, line: bytes) -> tuple[str, str]:
-        """One header line as (name, value) text, noting the values read here."""
-        name, colon, raw = line.partition(b":")
-        if not colon or not name or name.translate(None, _TOKEN) or len(line) > MAX_LINE:
-            raise _NotPlainError
-        value = raw.strip(b" \t")
-        if value.translate(None, _VALUE):
-            raise _NotPlainError
-        text = value.decode("utf-8", "surrogateescape")
-        key = name.lower()
-        if key in _READ:
-            if key in self.seen:  # which of two copies counts is a parser's choice: not plain
-                raise _NotPlainError
-            self.seen.add(key)
-            self._note(key, value, text)
-        elif key in _NOT_PLAIN:
-            raise _NotPlainError
-        return name.decode("ascii"), text
-
-    def _note(self, key: bytes, value: bytes, text: str) -> None:
-        if key == b"content-length":
-            if not value.isdigit():
-                raise _NotPlainError
-            self.content_length = int(value)
-        elif key == b"content-type":
-            if text.partition(";")[0].strip().lower() in _FORMS:
-                raise _NotPlainError
-            self.content_type = text
-        elif key == b"x-request-id":
-            self.request_id = text
-        elif key == b"authorization":
-            self.authorization = text
-        else:  # connection
-            tokens = {token.strip() for token in value.lower().split(b",")}
-            if b"upgrade" in tokens:
-                raise _NotPlainError
-            self.keep_alive = b"close" not in tokens
+def _text(read: dict[bytes, bytes], key: bytes) -> str:
+    """A header's value as aiohttp decodes it, or "" where the request has none."""
+    value = read.get(key)
+    return "" if value is None else value.decode("utf-8", "surrogateescape")
