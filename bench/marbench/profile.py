@@ -42,10 +42,14 @@ FRONT_BUCKETS = (
     ("batching and dispatch", "marserve/server/scheduler.py", ""),
     ("batching and dispatch", "marserve/server/worker_pool.py", ""),
     ("batching and dispatch", "marserve/server/worker_session.py", ""),
-    ("HTTP response write (aiohttp + send)", "aiohttp/http_writer.py", ""),
-    ("HTTP response write (aiohttp + send)", "aiohttp/web_response.py", ""),
-    ("routes, middleware, data plane", "marserve/server/", ""),
-    ("HTTP request parse and dispatch (aiohttp)", "aiohttp/", ""),
+    ("HTTP response write (+ send)", "aiohttp/http_writer.py", ""),
+    ("HTTP response write (+ send)", "aiohttp/web_response.py", ""),
+    ("HTTP response write (+ send)", "marserve/server/inference_connection.py", "_write"),
+    ("HTTP response write (+ send)", "marserve/server/response_bytes.py", ""),
+    ("HTTP request parse and dispatch", "marserve/server/request_head.py", ""),
+    ("HTTP request parse and dispatch", "marserve/server/inference_dispatch.py", ""),
+    ("routes, connections, data plane", "marserve/server/", ""),
+    ("HTTP request parse and dispatch", "aiohttp/", ""),
 )
 EVENT_LOOP = ("event loop (asyncio, select, socket reads)", ("asyncio/", "selectors.py"))
 EVENT_LOOP_RUN = "(asyncio/runners.py:"

@@ -190,15 +190,20 @@ class Recorder(asyncio.Protocol):
         self.received += data
 
 
+def model_less_port(recorder: Recorder, *, keepalive_timeout_s: float = 75.0) -> PredictionPort:
+    """A port with no models: every plain prediction is answered 404 on the port itself."""
+    return PredictionPort(
+        models=ServedModels({}), metrics=ServerMetrics(hostname="test"),
+        expected_authorization=None, new_request_id=lambda: "id", max_request_size=1000,
+        max_response_size=1000, fallback=lambda: recorder, keepalive_timeout_s=keepalive_timeout_s,
+    )  # fmt: skip
+
+
 async def test_the_first_request_that_is_not_plain_hands_over_every_unread_byte() -> None:
     """A plain request is answered on the port itself (404: no models), the next one is not
     plain, and the protocol behind the port gets it and what follows, from its first byte."""
     recorder = Recorder()
-    port = PredictionPort(
-        models=ServedModels({}), metrics=ServerMetrics(hostname="test"),
-        expected_authorization=None, new_request_id=lambda: "id", max_request_size=1000,
-        max_response_size=1000, fallback=lambda: recorder,
-    )  # fmt: skip
+    port = model_less_port(recorder)
     server = await asyncio.get_running_loop().create_server(port.connection, "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
     rest = b"GET /ping HTTP/1.1\r\n\r\nPOST /predictions/m HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
@@ -211,5 +216,39 @@ async def test_the_first_request_that_is_not_plain_hands_over_every_unread_byte(
         await asyncio.sleep(0.01)
     assert recorder.received == rest
     assert not port.connections
+    writer.close()
+    server.close()
+
+
+async def test_idle_connections_are_closed_after_the_keepalive_timeout() -> None:
+    """One kept alive after an answer and one that never sent a whole request are both closed;
+    the port forgets them."""
+    port = model_less_port(Recorder(), keepalive_timeout_s=0.2)
+    server = await asyncio.get_running_loop().create_server(port.connection, "127.0.0.1", 0)
+    address = server.sockets[0].getsockname()[:2]
+    answered_reader, answered = await asyncio.open_connection(*address)
+    answered.write(b"POST /predictions/m HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    partial_reader, partial = await asyncio.open_connection(*address)
+    partial.write(b"POST /predictions/m HTTP/1.1\r\n")
+    head = await answered_reader.readuntil(b"\r\n\r\n")
+    assert b"404" in head.split(b"\r\n")[0]
+    await answered_reader.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
+    assert await asyncio.wait_for(answered_reader.read(), 5) == b""
+    assert await asyncio.wait_for(partial_reader.read(), 5) == b""
+    assert not port.connections
+    server.close()
+
+
+async def test_thousands_of_pipelined_requests_answered_at_once_are_all_answered() -> None:
+    """Each 404 is written as soon as its request is read; the next one must not be read from
+    inside that answer, or a long pipeline would recurse past Python's limit."""
+    port = model_less_port(Recorder())
+    server = await asyncio.get_running_loop().create_server(port.connection, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+    writer.write(b"POST /predictions/m HTTP/1.1\r\nContent-Length: 0\r\n\r\n" * 2000)
+    for _ in range(2000):
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 404 ")
+        await reader.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
     writer.close()
     server.close()

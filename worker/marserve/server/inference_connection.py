@@ -113,7 +113,7 @@ class InferenceConnection(asyncio.Protocol):
         self._paused = False
         self._closing = False
         self._last_active = self._loop.time()
-        self._streaming: asyncio.Task[None] | None = None
+        self._streaming: asyncio.Task[None] | None = None  # the loop holds tasks only weakly
         self._writable: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -191,9 +191,6 @@ class InferenceConnection(asyncio.Protocol):
         protocol = self._port.fallback()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        if self._paused:
-            self._paused = False
-            transport.resume_reading()
         data, self._buffer = bytes(self._buffer), bytearray()
         if data:
             protocol.data_received(data)
@@ -316,6 +313,12 @@ class InferenceConnection(asyncio.Protocol):
             self._paused = False
             self._transport_or_fail().resume_reading()
         if self._buffer:
+            # In the next step, not from here: an answer written at once (an error) would
+            # otherwise recurse once per pipelined request.
+            self._loop.call_soon(self._serve_buffered)
+
+    def _serve_buffered(self) -> None:
+        if not self._busy and self._buffer and not self._closing:
             self._serve_next()
 
     def _write(self, data: bytes) -> None:
