@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 PEERS_DIR = Path(__file__).parents[1] / "peers"
+# Where `marserve.server.cpu_threads` is found: the peers size torch's threads by marserve's rule.
+THREAD_RULE_ROOT = Path(__file__).parents[2] / "worker"
 
 
 class Wire(enum.Enum):

@@ -210,7 +210,7 @@ def start(name: str, *, model: BenchModel, config: BenchConfig, run_dir: Path) -
         counters_file = run_dir / "batch-counters"
         counters_file.write_bytes(bytes(16))
         env["MARBENCH_BATCH_COUNTERS"] = str(counters_file)
-        env["PYTHONPATH"] = str(peers.PEERS_DIR)
+        env["PYTHONPATH"] = os.pathsep.join(map(str, (peers.PEERS_DIR, peers.THREAD_RULE_ROOT)))
     elif name.startswith("marserve"):
         command = _marserve_command(model, config, ports)
     else:

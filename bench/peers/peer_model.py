@@ -2,7 +2,9 @@
 
 Each peer's own file (kserve_server.py, mlserver_server.py, ...) only adapts its framework to
 these functions, so the peers differ in serving alone. This runs inside each peer's venv: it
-needs torch and Pillow, nothing from marserve or marbench.
+needs torch and Pillow, and from marserve only its thread rule (`marserve.server.cpu_threads`,
+standard library alone), which the bench puts on PYTHONPATH so every server sizes torch's
+threads alike.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import mmap
 import os
 import socket
 import struct
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
+
+from marserve.server.cpu_threads import ThreadGovernor, ThreadPlan, thread_plan
 
 IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff")  # PNG, JPEG
 COUNTERS = struct.Struct("<QQ")  # requests, batches
@@ -46,9 +51,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def torch_threads() -> int:
-    """marserve's rule for one worker: every usable CPU but one, which the front end needs."""
-    return max(1, len(os.sched_getaffinity(0)) - 1)
+def torch_threads() -> ThreadPlan:
+    """marserve's rule for one worker: every usable CPU but one while batches are quick, all of
+    them while they are long (`cpu_threads.ThreadGovernor`)."""
+    plan = thread_plan(workers=1, cpus=len(os.sched_getaffinity(0)), environ={})
+    assert plan is not None, "an empty environment leaves the choice to the rule"
+    return plan
 
 
 class BatchCounter:
@@ -73,18 +81,20 @@ class BatchCounter:
 
 
 class TorchScriptModel:
-    """The model as every peer serves it: one TorchScript module on marserve's thread count."""
+    """The model as every peer serves it: one TorchScript module on marserve's thread rule."""
 
     def __init__(self, model_file: str | Path) -> None:
-        torch.set_num_threads(torch_threads())
+        self.threads = ThreadGovernor(torch_threads(), torch.set_num_threads)
         self.module = torch.jit.load(str(model_file)).eval()
         self.counter = BatchCounter(os.environ.get(COUNTERS_FILE_VARIABLE))
 
     def predict(self, rows: Sequence[torch.Tensor]) -> list[list[float]]:
         """One forward pass over the batch; one list of floats per row."""
         self.counter.add(len(rows))
+        started = time.perf_counter()
         with torch.inference_mode():
             outputs: list[list[float]] = self.module(torch.stack(list(rows))).tolist()
+        self.threads.batch_took(time.perf_counter() - started)
         return outputs
 
 

@@ -79,7 +79,7 @@ class ScriptedHandler:
 
                 probe = {"cwd": os.getcwd(), "operator": operator.__file__, "path": sys.path,
                          "gc_frozen": gc.get_freeze_count(), "gc_tracked": len(gc.get_objects()),
-                         "gc_enabled": gc.isenabled()}
+                         "gc_enabled": gc.isenabled(), "torch_threads": torch.get_num_threads()}
                 answers.append(probe)
             elif isinstance(body, dict) and body.get("big"):
                 answers.append("x" * body["big"])

@@ -97,7 +97,7 @@ def test_a_worker_skips_what_it_cannot_read_and_answers_the_next_batch(
         gpu_id=None,
         batch_size=1,
         yaml_config={},
-        intra_op_threads=None,
+        threads=None,
         log_format="text",
         memory_limit_mb=0,
     )

@@ -14,6 +14,7 @@ from typing import Any
 from marserve.handler_metrics import MetricRecord
 from marserve.inference_request import InferenceRequest
 from marserve.results import PredictionResult
+from marserve.server.cpu_threads import ThreadPlan
 from marserve.wire import pickled_by_fields
 
 
@@ -32,7 +33,7 @@ class WorkerSpec:
     gpu_id: int | None
     batch_size: int
     yaml_config: Mapping[str, Any]
-    intra_op_threads: int | None
+    threads: ThreadPlan | None
     log_format: str
     memory_limit_mb: int
 

@@ -12,10 +12,12 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from marserve import model_packages, responses
+from marserve.server.cpu_threads import ThreadGovernor
 from marserve.server.ipc import BlockingChannel, Unreadable
 from marserve.server.logs import configure_logging
 from marserve.server.messages import (
@@ -69,6 +71,16 @@ def _load(spec: WorkerSpec) -> Service:
     )
 
 
+def _thread_governor(spec: WorkerSpec) -> ThreadGovernor | None:
+    """torch's intra-op threads for this worker, moved with its batch times (`cpu_threads`);
+    None where the user's environment set them."""
+    if spec.threads is None:
+        return None
+    import torch  # already imported by the fork server
+
+    return ThreadGovernor(spec.threads, torch.set_num_threads)
+
+
 def serve(channel: WorkerChannel, spec: WorkerSpec) -> int:
     """Loads the model, reports it loaded or failed, then answers batches until told to stop."""
     try:
@@ -82,6 +94,7 @@ def serve(channel: WorkerChannel, spec: WorkerSpec) -> int:
         Chunk(result.request_id, result)
     )
     gc.freeze()  # the model and its handler live as long as the worker: see `run_child`
+    governor = _thread_governor(spec)
     channel.send(Loaded())
     limit = spec.memory_limit_mb * _MIB
     while (message := channel.receive()) is not None and not isinstance(message, Stop):
@@ -89,6 +102,7 @@ def serve(channel: WorkerChannel, spec: WorkerSpec) -> int:
             log.error("worker of model %s skipped a message: %s", spec.model_name, message.reason)
             continue
         batch = [request.batch_element() for request in message.requests]
+        started = time.perf_counter()
         try:
             results = service.predict(batch)
         except Exception as error:  # the batch fails, the worker lives on
@@ -101,6 +115,8 @@ def serve(channel: WorkerChannel, spec: WorkerSpec) -> int:
                 )
                 for request in message.requests
             ]
+        if governor is not None:
+            governor.batch_took(time.perf_counter() - started)
         # Measured before sending so the verdict rides with the results: the front end then
         # sends this worker no further batch, and nothing queued can be lost to its exit.
         resident = resident_bytes() if limit else 0
@@ -130,8 +146,4 @@ def run_child(sock: socket.socket, spec: WorkerSpec) -> None:
     model_packages.add_to_sys_path(Path(spec.model_dir))  # before the handler is imported
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(spec.log_format)
-    if spec.intra_op_threads:
-        import torch  # already imported by the fork server
-
-        torch.set_num_threads(spec.intra_op_threads)
     sys.exit(serve(BlockingChannel(sock, accepts=TO_WORKER), spec))

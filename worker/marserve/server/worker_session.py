@@ -110,7 +110,7 @@ class WorkerSessions:
             gpu_id=worker.gpu_id,
             batch_size=self._settings.batch_size,
             yaml_config=self._source.yaml_config,
-            intra_op_threads=cpu_threads.intra_op_threads(
+            threads=cpu_threads.thread_plan(
                 workers=self._settings.min_workers,
                 cpus=available_cpus(),
                 environ=os.environ,
