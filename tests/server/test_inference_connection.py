@@ -252,3 +252,11 @@ async def test_thousands_of_pipelined_requests_answered_at_once_are_all_answered
         await reader.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
     writer.close()
     server.close()
+
+
+def test_a_token_that_is_not_utf8_is_refused_with_401(connection: Connection) -> None:
+    connection.send(connection.predict("latin").replace(connection.authorization, b"Bearer \xff"))
+    status, headers, body = connection.answer()
+    assert (status, headers["X-Request-Id"], json.loads(body)["type"]) == (
+        401, "latin", "Unauthorized"
+    )  # fmt: skip

@@ -57,8 +57,9 @@ def expected_authorization(token: bytes | None) -> bytes | None:
 
 def authorized(given: str, expected: bytes | None) -> bool:
     """Whether a call may pass: auth is off, or it carries the token (compared in constant time,
-    so the answer's timing tells nothing about the token)."""
-    return expected is None or hmac.compare_digest(given.encode(), expected)
+    so the answer's timing tells nothing about the token). Header bytes that are not UTF-8
+    come back as they arrived, so such a token is refused (401), not an encoding error (500)."""
+    return expected is None or hmac.compare_digest(given.encode(errors="surrogateescape"), expected)
 
 
 def unauthorized() -> ServingError:
