@@ -7,6 +7,7 @@ follows the cluster and edits made by hand are put back. API trouble becomes a k
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Mapping
 from typing import Any, Final
@@ -27,6 +28,23 @@ RETRY_SECONDS: Final = 5.0
 
 def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ModelLocks:
+    """One lock per model. A model's own causes and those of the Deployment and Pods it owns are
+    separate kopf handlers that may run at once; each reads the model when it starts, so without
+    the lock a converge that read the spec before an edit could prune what the converge after
+    the edit had just created (seen as an HTTPScaledObject deleted right after a switch to scale
+    from zero). Under the lock each converge reads the model after the one before it finished."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def of(self, namespace: str, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((namespace, name), asyncio.Lock())
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._locks.pop((namespace, name), None)
 
 
 def _client(memo: Any) -> cluster.Cluster:
@@ -55,20 +73,23 @@ async def _converge_live(
     memo: Any, *, namespace: str, name: str, full: bool
 ) -> tuple[reconcile.Owner, reconcile.Outcome] | None:
     """Converge (or only refresh the status of) the model as it is now: the body a cause came
-    with may be older than a status written since, which would repeat that status's events."""
+    with may be older than a status written since, which would repeat that status's events.
+    One at a time per model (`ModelLocks`)."""
     client = _client(memo)
-    owner = await reconcile.fetch_owner(client, namespace=namespace, name=name)
-    if owner is None:
-        return None
-    if full:
-        outcome = await reconcile.converge(
-            client, owner=owner, settings=_settings(memo), now=_now()
-        )
-    else:
-        model = reconcile.parse(owner)
-        outcome = await reconcile.refresh_status(
-            client, owner=owner, model=model, settings=_settings(memo), now=_now()
-        )
+    locks: ModelLocks = memo.converging
+    async with locks.of(namespace, name):
+        owner = await reconcile.fetch_owner(client, namespace=namespace, name=name)
+        if owner is None:
+            return None
+        if full:
+            outcome = await reconcile.converge(
+                client, owner=owner, settings=_settings(memo), now=_now()
+            )
+        else:
+            model = reconcile.parse(owner)
+            outcome = await reconcile.refresh_status(
+                client, owner=owner, model=model, settings=_settings(memo), now=_now()
+            )
     return owner, outcome
 
 
@@ -89,10 +110,12 @@ async def converge_model(
 
 @kopf.on.delete(*_MODELS, registry=REGISTRY)
 async def remove_model(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    owner = reconcile.Owner.from_body(body)
     try:
-        removed = await reconcile.remove(_client(memo), reconcile.Owner.from_body(body))
+        removed = await reconcile.remove(_client(memo), owner)
     except cluster.ApiError as exc:
         raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=RETRY_SECONDS) from exc
+    memo.converging.forget(owner.namespace, owner.name)
     for action in removed:
         logger.info("%s", action)
 

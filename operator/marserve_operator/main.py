@@ -85,7 +85,12 @@ async def run(
     ready_flag: Any = None,
 ) -> None:
     """Run the operator until the stop flag is set (or forever)."""
-    memo = kopf.Memo(settings=settings, timing=timing, cluster=cluster.Cluster(retry=timing.retry))
+    memo = kopf.Memo(
+        settings=settings,
+        timing=timing,
+        cluster=cluster.Cluster(retry=timing.retry),
+        converging=handlers.ModelLocks(),
+    )
     await kopf.operator(
         registry=handlers.REGISTRY,
         memo=memo,
