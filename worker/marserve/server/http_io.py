@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from marserve.inference_request import InferenceRequest, Parameter
+from marserve.responses import BINARY
 from marserve.results import PredictionResult
 from marserve.server.batching import Reply
 from marserve.server.errors import ServingError
@@ -104,11 +105,17 @@ def check_response_size(body: bytes, *, max_size: int) -> None:
         )
 
 
+def result_headers(result: PredictionResult) -> dict[str, str]:
+    """The headers a handler's answer goes out with: its own, and its content type (bytes of no
+    stated type are `application/octet-stream`)."""
+    headers = dict(result.headers)
+    headers["Content-Type"] = result.content_type or BINARY
+    return headers
+
+
 def result_response(result: PredictionResult, *, max_size: int) -> web.Response:
     check_response_size(result.body, max_size=max_size)
-    headers = dict(result.headers)
-    headers["Content-Type"] = result.content_type or "application/octet-stream"
-    return web.Response(status=result.status, body=result.body, headers=headers)
+    return web.Response(status=result.status, body=result.body, headers=result_headers(result))
 
 
 async def reply_response(
@@ -121,8 +128,7 @@ async def reply_response(
     first = reply.first
     if reply.rest is None:
         return result_response(first, max_size=max_size)
-    response = web.StreamResponse(status=first.status, headers=dict(first.headers))
-    response.headers["Content-Type"] = first.content_type or "application/octet-stream"
+    response = web.StreamResponse(status=first.status, headers=result_headers(first))
     response.headers["X-Request-Id"] = request[REQUEST_ID]
     response.enable_chunked_encoding()
     await response.prepare(request)

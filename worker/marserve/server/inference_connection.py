@@ -25,7 +25,13 @@ from marserve.results import PredictionResult
 from marserve.server import response_bytes
 from marserve.server.batching import Job
 from marserve.server.errors import ErrorFormat, ServingError, encode_error
-from marserve.server.http_io import JSON, check_response_size, request_of, stream_error_line
+from marserve.server.http_io import (
+    JSON,
+    check_response_size,
+    request_of,
+    result_headers,
+    stream_error_line,
+)
 from marserve.server.inference_dispatch import prediction_route
 from marserve.server.metrics import ServerMetrics
 from marserve.server.middleware import authorized, log_answer, unauthorized
@@ -245,11 +251,7 @@ class InferenceConnection(asyncio.Protocol):
         port = self._port
         if not streamed:
             check_response_size(first.body, max_size=port.max_response_size)
-        headers = [
-            *first.headers.items(),
-            ("Content-Type", first.content_type or "application/octet-stream"),
-            ("X-Request-Id", request_id),
-        ]
+        headers = [*result_headers(first).items(), ("X-Request-Id", request_id)]
         length = None if streamed else len(first.body)
         try:
             response = response_bytes.response_head(
